@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up for `make demo` and `make test` on a Debian 12 machine:
+#   1. the Debian packages the tests and the demo need (only when one is missing);
+#   2. .venv with the pinned Python tooling from requirements.txt (rebuilt when it changes);
+#   3. .venv-ansible-min with the oldest ansible-core of meta/runtime.yml's range, so the
+#      collection tarball is smoke-tested with it too.
+# Re-running it when nothing changed takes well under a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(curl docker.io docker-registry busybox-static debootstrap iptables openssh-client ca-certificates)
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+ANSIBLE_MIN="2.17.14"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "[setup] missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python || "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]]; then
+  log "creating .venv from requirements.txt ($PYTHON)"
+  rm -rf .venv
+  "$PYTHON" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+
+if [[ ! -x .venv-ansible-min/bin/ansible-playbook || "$(cat .venv-ansible-min/.version 2>/dev/null)" != "$ANSIBLE_MIN" ]]; then
+  log "creating .venv-ansible-min (ansible-core $ANSIBLE_MIN)"
+  rm -rf .venv-ansible-min
+  "$PYTHON" -m venv .venv-ansible-min
+  .venv-ansible-min/bin/pip install -q --disable-pip-version-check "ansible-core==$ANSIBLE_MIN"
+  echo "$ANSIBLE_MIN" > .venv-ansible-min/.version
+fi
+log "ready"
