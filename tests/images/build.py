@@ -1,0 +1,616 @@
+"""Build (or find in the cache) the images the integration tests, molecule and `make demo` use.
+
+    .venv/bin/python -m tests.images.build [dind-host] [busybox] [plugin-double] [--force]
+
+Nothing is pulled from a registry. Everything starts from ONE shared Debian 12 root filesystem
+made by `debootstrap --variant=minbase bookworm`, with the Debian mirror read from this
+machine's own apt configuration at run time (override: HARDENING_DEBIAN_MIRROR).
+
+Every stage is keyed by a hash of what defines it (the stage recipe below plus the files it
+copies in) and stored under $HARDENING_STATE_DIR/images (default
+/var/tmp/hardening-docker-authz/images):
+
+    base rootfs tar       debian-bookworm-minbase-<key>.tar     (debootstrap, ~2 minutes)
+    local/dind-host-base:<key>   base + docker.io, sshd, ...     (apt-get in a chroot)
+    local/dind-host:<key> (+ :latest)  + tests/images/dind-host/*  (seconds)
+    local/busybox:<key>   (+ :latest)  from this machine's busybox-static
+    plugin rootfs tar     opa-double-rootfs-<key>.tar           (base + python3, regopy)
+    127.0.0.1:5000/opa-docker-authz-double:<key> and :v0.10-linux-amd64 / :v0.10
+                          the managed plugin made from tests/opa_docker_authz_double/
+
+An unchanged source finds its images at once; a changed file rebuilds only the stages after it.
+Concurrent builds (several pytest sessions) are serialised by a lock file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DOUBLE_DIR = ROOT / "tests" / "opa_docker_authz_double"
+STATE_DIR = Path(os.environ.get("HARDENING_STATE_DIR", "/var/tmp/hardening-docker-authz"))
+CACHE = STATE_DIR / "images"
+REGISTRY = "127.0.0.1:5000"
+
+SUITE = "bookworm"
+# The recipes are part of the cache keys: editing one rebuilds that stage and those after it.
+BASE_RECIPE = {"suite": SUITE, "variant": "minbase", "include": [], "recipe": 1}
+DIND_PACKAGES = ["docker.io", "iptables", "python3", "openssh-server", "ca-certificates", "procps"]
+DIND_RECIPE = {"packages": DIND_PACKAGES, "recipe": 1}
+PLUGIN_PACKAGES = ["python3", "libatomic1"]
+REGOPY = "regopy==1.5.2"
+PLUGIN_RECIPE = {"packages": PLUGIN_PACKAGES, "pip": REGOPY, "recipe": 1}
+
+DIND_IMAGE = "local/dind-host"
+BUSYBOX_IMAGE = "local/busybox"
+PLUGIN_REPO = "opa-docker-authz-double"
+PLUGIN_TAGS = ("v0.10-linux-amd64", "v0.10")
+PLUGIN_SOURCES = ("server.py", "opa_input.py", "rego_v1.py", "config.json")
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[images {time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def sha(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def files_hash(paths: Sequence[Path]) -> str:
+    return sha(*[f"{p.name}\0".encode() + p.read_bytes() for p in sorted(paths)])
+
+
+def run(cmd: Sequence[str], *, check: bool = True, capture: bool = True, **kw: object) -> str:
+    proc = subprocess.run(list(cmd), capture_output=capture, text=True, check=False, **kw)  # type: ignore[call-overload]
+    if check and proc.returncode != 0:
+        raise BuildError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return proc.stdout or ""
+
+
+def run_progress(
+    cmd: Sequence[str], label: str, *, interesting: str = r".", env: dict[str, str] | None = None
+) -> None:
+    """Run a long command, showing a progress line every few seconds so it never looks hung."""
+    start = time.monotonic()
+    last_print = 0.0
+    tail: list[str] = []
+    proc = subprocess.Popen(
+        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1
+    )
+    assert proc.stdout is not None
+    pat = re.compile(interesting)
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = [*tail[-40:], line]
+        now = time.monotonic()
+        if pat.search(line) and now - last_print >= 3:
+            log(f"{label}: {line[:100]} ({now - start:.0f}s)")
+            last_print = now
+    rc = proc.wait()
+    if rc != 0:
+        raise BuildError(f"{label} failed ({rc}): {' '.join(cmd)}\n" + "\n".join(tail))
+    log(f"{label}: done in {time.monotonic() - start:.0f}s")
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another build holds the image cache lock; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def image_exists(ref: str) -> bool:
+    return (
+        subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False).returncode == 0
+    )
+
+
+# ------------------------------------------------------------------ the Debian mirror
+
+
+def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
+    for block in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        key = None
+        for line in block.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            if line[0].isspace() and key:
+                fields[key] += " " + line.strip()
+                continue
+            if ":" in line:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                fields[key] = value.strip()
+        if fields:
+            yield fields
+
+
+def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The URI this machine's apt uses for `<SUITE> main` (the first enabled deb entry)."""
+    override = os.environ.get("HARDENING_DEBIAN_MIRROR")
+    if override:
+        return override
+    candidates: list[str] = []
+    lists = [
+        apt_dir / "sources.list",
+        *sorted(Path(p) for p in glob.glob(str(apt_dir / "sources.list.d/*.list"))),
+    ]
+    for path in lists:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            line = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()  # type: ignore[assignment]
+            if len(line) >= 4 and line[0] == "deb" and line[2] == SUITE and "main" in line[3:]:
+                candidates.append(line[1])
+    for path in sorted(Path(p) for p in glob.glob(str(apt_dir / "sources.list.d/*.sources"))):
+        for st in _deb822_stanzas(path.read_text(errors="replace")):
+            if st.get("enabled", "yes").lower() == "no":
+                continue
+            if (
+                "deb" in st.get("types", "").split()
+                and SUITE in st.get("suites", "").split()
+                and "main" in st.get("components", "").split()
+            ):
+                candidates.extend(st.get("uris", "").split())
+    if not candidates:
+        raise BuildError(
+            f"no enabled 'deb ... {SUITE} main' entry in {apt_dir}/sources.list(.d): "
+            "configure apt for Debian 12 or set HARDENING_DEBIAN_MIRROR"
+        )
+    return candidates[0].rstrip("/")
+
+
+# ---------------------------------------------------------------------- root filesystems
+
+
+def base_key() -> str:
+    return sha(json.dumps(BASE_RECIPE, sort_keys=True), platform.machine())
+
+
+def base_tar() -> Path:
+    """The shared Debian 12 minbase root filesystem, as a tar (debootstrap on a cache miss)."""
+    key = base_key()
+    tar = CACHE / f"debian-{SUITE}-minbase-{key}.tar"
+    if tar.exists():
+        return tar
+    mirror = debian_mirror()
+    log(f"debootstrap --variant=minbase {SUITE} (first run only: about 2-4 minutes)")
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="debootstrap-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        cmd = ["debootstrap", "--variant=minbase"]
+        if BASE_RECIPE["include"]:
+            cmd.append("--include=" + ",".join(BASE_RECIPE["include"]))  # type: ignore[arg-type]
+        run_progress([*cmd, SUITE, str(rootfs), mirror], "debootstrap", interesting=r"^I: ")
+        _tar_dir(rootfs, tar)
+    log(f"base root filesystem cached: {tar.name} ({tar.stat().st_size // 2**20} MB)")
+    return tar
+
+
+def _tar_dir(src: Path, dest: Path) -> None:
+    part = dest.with_suffix(".part")
+    run(["tar", "--numeric-owner", "-C", str(src), "-cf", str(part), "."])
+    part.rename(dest)
+
+
+def _extract(tar: Path, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    run(["tar", "--numeric-owner", "-C", str(dest), "-xpf", str(tar)])
+
+
+@contextlib.contextmanager
+def chroot_mounts(rootfs: Path) -> Iterator[None]:
+    """/proc bind-mounted, the machine's resolv.conf, and no service starts during apt-get."""
+    mounted: list[Path] = []
+    try:
+        for sub in ("proc", "dev/pts"):
+            target = rootfs / sub
+            target.mkdir(parents=True, exist_ok=True)
+            run(["mount", "--bind", f"/{sub}", str(target)])
+            mounted.append(target)
+        shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+        policy = rootfs / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        yield
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+        (rootfs / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+
+
+def apt_install(rootfs: Path, packages: Sequence[str], label: str) -> None:
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C",
+        "HOME": "/root",
+    }
+    with chroot_mounts(rootfs):
+        run_progress(["chroot", str(rootfs), "apt-get", "-q", "update"], f"{label} apt-get update", env=env)
+        run_progress(
+            [
+                "chroot",
+                str(rootfs),
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "-o",
+                "Dpkg::Use-Pty=0",
+                *packages,
+            ],
+            f"{label} apt-get install",
+            interesting=r"^(Get:|Unpacking|Setting up)",
+            env=env,
+        )
+        run(["chroot", str(rootfs), "apt-get", "clean"], env=env)
+
+
+def slim(rootfs: Path) -> None:
+    """Drop what a test host never reads: apt lists, docs, man pages, locales, logs."""
+    for pattern in (
+        "var/lib/apt/lists/*",
+        "var/cache/apt/*.bin",
+        "usr/share/doc/*",
+        "usr/share/man/*",
+        "usr/share/info/*",
+        "usr/share/locale/*",
+        "var/log/apt/*",
+        "var/log/dpkg.log",
+        "var/cache/debconf/*-old",
+        "etc/ssh/ssh_host_*",
+    ):
+        for p in glob.glob(str(rootfs / pattern)):
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.unlink(p)
+    (rootfs / "etc/resolv.conf").write_text("")
+
+
+def docker_import(rootfs: Path, ref: str, changes: Sequence[str] = ()) -> None:
+    cmd = ["docker", "import"]
+    for c in changes:
+        cmd += ["--change", c]
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    try:
+        run([*cmd, "-", ref], stdin=tar.stdout)
+    finally:
+        assert tar.stdout is not None
+        tar.stdout.close()
+        if tar.wait() != 0:
+            raise BuildError(f"tar of {rootfs} failed")
+
+
+# ------------------------------------------------------------------------- the images
+
+
+@dataclass(frozen=True)
+class Built:
+    ref: str
+    key: str
+    cached: bool
+    seconds: float
+
+
+def dind_host(force: bool = False) -> Built:
+    """local/dind-host:<key>: Debian 12 + docker.io + sshd + python3, entrypoint dind-entrypoint."""
+    start = time.monotonic()
+    pkg_key = sha(base_key(), json.dumps(DIND_RECIPE, sort_keys=True))
+    key = sha(pkg_key, files_hash(list((HERE / "dind-host").iterdir())))
+    ref = f"{DIND_IMAGE}:{key}"
+    if image_exists(ref) and not force:
+        run(["docker", "tag", ref, f"{DIND_IMAGE}:latest"])
+        return Built(ref, key, True, time.monotonic() - start)
+    base_ref = f"{DIND_IMAGE}-base:{pkg_key}"
+    if not image_exists(base_ref) or force:
+        tar = base_tar()
+        log(f"building {base_ref}: apt-get install {' '.join(DIND_PACKAGES)} in a chroot")
+        with tempfile.TemporaryDirectory(dir=CACHE, prefix="dind-") as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            _extract(tar, rootfs)
+            apt_install(rootfs, DIND_PACKAGES, "dind-host")
+            slim(rootfs)
+            log(f"importing {base_ref}")
+            docker_import(rootfs, base_ref)
+    log(f"building {ref} from {base_ref} + tests/images/dind-host/")
+    cid = run(["docker", "create", base_ref, "/bin/true"]).strip()
+    try:
+        run(
+            [
+                "docker",
+                "cp",
+                str(HERE / "dind-host" / "dind-entrypoint"),
+                f"{cid}:/usr/local/sbin/dind-entrypoint",
+            ]
+        )
+        run(
+            [
+                "docker",
+                "commit",
+                "--change",
+                'ENTRYPOINT ["/usr/local/sbin/dind-entrypoint"]',
+                "--change",
+                "CMD []",
+                "--change",
+                f"LABEL org.hardening.test=dind-host org.hardening.key={key}",
+                cid,
+                ref,
+            ]
+        )
+    finally:
+        run(["docker", "rm", "-f", cid], check=False)
+    run(["docker", "tag", ref, f"{DIND_IMAGE}:latest"])
+    _prune_tags(DIND_IMAGE, keep={key, "latest"})
+    return Built(ref, key, False, time.monotonic() - start)
+
+
+def busybox(force: bool = False) -> Built:
+    """local/busybox:<key>: this machine's static busybox plus its applet links."""
+    start = time.monotonic()
+    src = Path("/bin/busybox")
+    if not src.exists() or not _static(src):
+        raise BuildError(
+            "/bin/busybox (static) is missing: apt-get install busybox-static (scripts/setup.sh does)"
+        )
+    key = sha(src.read_bytes(), "busybox-recipe-1")
+    ref = f"{BUSYBOX_IMAGE}:{key}"
+    if image_exists(ref) and not force:
+        run(["docker", "tag", ref, f"{BUSYBOX_IMAGE}:latest"])
+        return Built(ref, key, True, time.monotonic() - start)
+    log(f"building {ref}")
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="busybox-") as tmp:
+        root = Path(tmp)
+        for d in ("bin", "tmp", "etc", "proc", "sys", "dev"):
+            (root / d).mkdir()
+        shutil.copy2(src, root / "bin/busybox")
+        for applet in run([str(src), "--list"]).split():
+            if applet != "busybox":
+                (root / "bin" / applet).symlink_to("busybox")
+        (root / "etc/passwd").write_text(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"
+        )
+        (root / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
+        docker_import(root, ref, ['CMD ["sh"]', f"LABEL org.hardening.test=busybox org.hardening.key={key}"])
+    run(["docker", "tag", ref, f"{BUSYBOX_IMAGE}:latest"])
+    _prune_tags(BUSYBOX_IMAGE, keep={key, "latest"})
+    return Built(ref, key, False, time.monotonic() - start)
+
+
+def _static(path: Path) -> bool:
+    # `file` may be absent: a static ELF has no PT_INTERP program header.
+    return b"/lib64/ld-linux" not in path.read_bytes()[:4096]
+
+
+def _prune_tags(repo: str, keep: set[str]) -> None:
+    out = run(["docker", "images", repo, "--format", "{{.Tag}}"], check=False)
+    for tag in out.split():
+        if tag not in keep and tag != "<none>":
+            run(["docker", "rmi", f"{repo}:{tag}"], check=False)
+
+
+def plugin_rootfs_tar() -> Path:
+    """Debian minbase + python3 + libatomic1 + regopy (the wheel fetched with pip on this machine)."""
+    key = sha(base_key(), json.dumps(PLUGIN_RECIPE, sort_keys=True))
+    tar = CACHE / f"opa-double-rootfs-{key}.tar"
+    if tar.exists():
+        return tar
+    base = base_tar()
+    log(
+        f"building the plugin double's root filesystem: apt-get install {' '.join(PLUGIN_PACKAGES)}, {REGOPY}"
+    )
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="double-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        _extract(base, rootfs)
+        apt_install(rootfs, PLUGIN_PACKAGES, "plugin-double")
+        pyver, glibc = run(
+            [
+                "chroot",
+                str(rootfs),
+                "python3",
+                "-c",
+                "import platform, sys; print('%d.%d' % sys.version_info[:2], platform.libc_ver()[1])",
+            ]
+        ).split()
+        arch = platform.machine()
+        glibc_minor = int(glibc.split(".")[1])
+        platforms = [f"manylinux_2_{m}_{arch}" for m in range(17, glibc_minor + 1)] + [
+            f"manylinux2014_{arch}"
+        ]
+        wheels = Path(tmp) / "wheels"
+        log(f"pip download {REGOPY} (cp{pyver.replace('.', '')} manylinux wheel)")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                pyver,
+                *[a for p in platforms for a in ("--platform", p)],
+                "-d",
+                str(wheels),
+                REGOPY,
+            ]
+        )
+        site = rootfs / f"usr/local/lib/python{pyver}/dist-packages"
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-index",
+                "--no-compile",
+                "--target",
+                str(site),
+                *map(str, wheels.glob("*.whl")),
+            ]
+        )
+        run(["chroot", str(rootfs), "python3", "-c", "import regopy; regopy.Interpreter()"])
+        slim(rootfs)
+        _tar_dir(rootfs, tar)
+    log(f"plugin root filesystem cached: {tar.name} ({tar.stat().st_size // 2**20} MB)")
+    return tar
+
+
+def _registry(
+    method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(f"http://{REGISTRY}{path}", data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+    except OSError as e:
+        raise BuildError(f"registry {REGISTRY} unreachable ({e}): run scripts/testenv.sh up") from e
+
+
+def _manifest(tag: str) -> tuple[bytes, str] | None:
+    status, body, headers = _registry(
+        "GET", f"/v2/{PLUGIN_REPO}/manifests/{tag}", headers={"Accept": MANIFEST_V2}
+    )
+    if status != 200:
+        return None
+    return body, headers.get("Docker-Content-Digest", "")
+
+
+def plugin_double(force: bool = False) -> Built:
+    """Build the opa-docker-authz test double and push it to 127.0.0.1:5000 under its tags."""
+    start = time.monotonic()
+    missing = [n for n in PLUGIN_SOURCES if not (DOUBLE_DIR / n).is_file()]
+    if missing:
+        raise BuildError(f"tests/opa_docker_authz_double is missing {', '.join(missing)}")
+    rootfs_tar = plugin_rootfs_tar()
+    key = sha(rootfs_tar.name, files_hash([DOUBLE_DIR / n for n in PLUGIN_SOURCES]))
+    ref = f"{REGISTRY}/{PLUGIN_REPO}:{key}"
+    have = _manifest(key)
+    if have and not force:
+        for tag in PLUGIN_TAGS:
+            current = _manifest(tag)
+            if not current or current[1] != have[1]:
+                _put_manifest(tag, have[0])
+        return Built(f"{REGISTRY}/{PLUGIN_REPO}:{PLUGIN_TAGS[0]}", key, True, time.monotonic() - start)
+    log(f"building plugin {ref}")
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="double-plugin-") as tmp:
+        build = Path(tmp)
+        rootfs = build / "rootfs"
+        _extract(rootfs_tar, rootfs)
+        app = rootfs / "opt/opa-docker-authz-double"
+        app.mkdir(parents=True)
+        for name in PLUGIN_SOURCES:
+            if name.endswith(".py"):
+                shutil.copy2(DOUBLE_DIR / name, app / name)
+        for d in ("opa", "run/docker/plugins"):
+            (rootfs / d).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(DOUBLE_DIR / "config.json", build / "config.json")
+        run(["docker", "plugin", "rm", "-f", ref], check=False)
+        run(["docker", "plugin", "create", ref, str(build)])
+    try:
+        log(f"pushing {ref}")
+        run(["docker", "plugin", "push", ref])
+    finally:
+        # The registry is the cache; the machine's dockerd keeps no plugin (it never enables one).
+        run(["docker", "plugin", "rm", "-f", ref], check=False)
+    pushed = _manifest(key)
+    if not pushed:
+        raise BuildError(f"{ref} pushed but the registry has no manifest for it")
+    for tag in PLUGIN_TAGS:
+        _put_manifest(tag, pushed[0])
+    return Built(f"{REGISTRY}/{PLUGIN_REPO}:{PLUGIN_TAGS[0]}", key, False, time.monotonic() - start)
+
+
+def _put_manifest(tag: str, body: bytes) -> None:
+    status, text, _ = _registry(
+        "PUT", f"/v2/{PLUGIN_REPO}/manifests/{tag}", body=body, headers={"Content-Type": MANIFEST_V2}
+    )
+    if status not in (200, 201):
+        raise BuildError(f"tagging {PLUGIN_REPO}:{tag} in {REGISTRY} failed: HTTP {status} {text[:200]!r}")
+
+
+BUILDERS = {"dind-host": dind_host, "busybox": busybox, "plugin-double": plugin_double}
+
+
+def build(names: Sequence[str], force: bool = False) -> dict[str, Built]:
+    if os.geteuid() != 0:
+        raise BuildError("image builds need root (debootstrap, chroot, mount)")
+    out: dict[str, Built] = {}
+    with build_lock():
+        for name in names:
+            result = BUILDERS[name](force)
+            what = "cached" if result.cached else "built"
+            log(f"{name}: {result.ref} ({what}, {result.seconds:.1f}s)")
+            out[name] = result
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", nargs="*", help=f"any of {', '.join(BUILDERS)} (default: all)")
+    ap.add_argument("--force", action="store_true", help="rebuild the named images' final stages")
+    ap.add_argument("--mirror", action="store_true", help="print the Debian mirror apt uses here and exit")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.images if n not in BUILDERS]
+    if unknown:
+        ap.error(f"unknown image(s) {', '.join(unknown)}; choose from {', '.join(BUILDERS)}")
+    if args.mirror:
+        print(debian_mirror())
+        return 0
+    try:
+        build(args.images or list(BUILDERS), force=args.force)
+    except BuildError as e:
+        print(f"[images] ERROR: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
