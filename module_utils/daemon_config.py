@@ -847,7 +847,8 @@ def _same_file(candidate: str, target: str) -> bool:
             return False
         return os.path.samefile(os.path.dirname(candidate) or ".", os.path.dirname(target) or ".")
     except OSError:
-        return False
+        # neither folder exists yet: the same path is the same (future) file
+        return os.path.realpath(candidate) == os.path.realpath(target)
 
 
 def _applies_to(src: FlagSource, target: str, env: HostEnv) -> bool:

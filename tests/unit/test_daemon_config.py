@@ -69,16 +69,25 @@ def test_union_keeps_existing_order_and_appends_only_new_items():
 
 
 def test_replace_mode_replaces_lists():
-    out = dc.merge({"registry-mirrors": ["https://a", "https://b"]}, {"registry-mirrors": ["https://c"]},
-                   list_merge="replace")
+    out = dc.merge(
+        {"registry-mirrors": ["https://a", "https://b"]},
+        {"registry-mirrors": ["https://c"]},
+        list_merge="replace",
+    )
     assert out == {"registry-mirrors": ["https://c"]}
 
 
 def test_union_compares_structured_items_by_value_not_identity():
     pools = [{"base": "172.80.0.0/16", "size": 24}]
-    out = dc.merge({"default-address-pools": pools},
-                   {"default-address-pools": [{"size": 24, "base": "172.80.0.0/16"},
-                                              {"base": "10.9.0.0/16", "size": 24}]})
+    out = dc.merge(
+        {"default-address-pools": pools},
+        {
+            "default-address-pools": [
+                {"size": 24, "base": "172.80.0.0/16"},
+                {"base": "10.9.0.0/16", "size": 24},
+            ]
+        },
+    )
     assert out["default-address-pools"] == [pools[0], {"base": "10.9.0.0/16", "size": 24}]
 
 
@@ -127,8 +136,11 @@ def test_removed_and_set_key_is_replaced_in_place_without_clash():
 
 
 def test_swap_plugins_with_remove_and_settings():
-    out = dc.merge({"authorization-plugins": ["old", "keep"]}, {"authorization-plugins": ["new"]},
-                   remove=[{"authorization-plugins": ["old"]}])
+    out = dc.merge(
+        {"authorization-plugins": ["old", "keep"]},
+        {"authorization-plugins": ["new"]},
+        remove=[{"authorization-plugins": ["old"]}],
+    )
     assert out == {"authorization-plugins": ["keep", "new"]}
 
 
@@ -197,8 +209,9 @@ def test_empty_whitespace_and_bom_only_files_are_empty_objects(raw):
 # apply: change detection, diff, classification
 # ---------------------------------------------------------------------------------------
 def test_first_run_changes_second_run_does_not(target, env):
-    r1 = dc.apply(str(target), {"authorization-plugins": ["opa"], "insecure-registries": ["127.0.0.1:5000"]},
-                  env=env)
+    r1 = dc.apply(
+        str(target), {"authorization-plugins": ["opa"], "insecure-registries": ["127.0.0.1:5000"]}, env=env
+    )
     assert r1.changed and r1.changed_keys == ["authorization-plugins", "insecure-registries"]
     assert r1.reload_required and not r1.restart_required
     written = target.read_bytes()
@@ -211,8 +224,10 @@ def test_first_run_changes_second_run_does_not(target, env):
 
 def test_formatting_only_difference_is_no_change_and_file_is_not_rewritten(target, env):
     # same content, different formatting and key order
-    target.write_bytes(b'{"labels":["site=lab"],"log-opts":{"tag":"{{.Name}}"},'
-                       b'"storage-driver":"overlay2","log-driver":"journald"}')
+    target.write_bytes(
+        b'{"labels":["site=lab"],"log-opts":{"tag":"{{.Name}}"},'
+        b'"storage-driver":"overlay2","log-driver":"journald"}'
+    )
     before = target.read_bytes()
     ino = target.stat().st_ino
     res = dc.apply(str(target), {"log-driver": "journald", "labels": ["site=lab"]}, env=env)
@@ -298,25 +313,56 @@ def test_empty_file_counts_as_empty_object(target, env):
 # refusals: each one leaves the file byte-for-byte unchanged and writes nothing
 # ---------------------------------------------------------------------------------------
 REFUSALS = [
-    pytest.param(b'{\n  "debug": true,\n  "labels": ["a"\n}\n', {"debug": True}, None,
-                 r"not valid JSON: .* at line 4 column 1", id="invalid-json"),
+    pytest.param(
+        b'{\n  "debug": true,\n  "labels": ["a"\n}\n',
+        {"debug": True},
+        None,
+        r"not valid JSON: .* at line 4 column 1",
+        id="invalid-json",
+    ),
     pytest.param(b'{"debug": true,}', {"debug": True}, None, r"line 1 column 16", id="trailing-comma"),
-    pytest.param(b'["authorization-plugins"]', {"debug": True}, None, r"JSON array at the top level",
-                 id="top-level-array"),
+    pytest.param(
+        b'["authorization-plugins"]',
+        {"debug": True},
+        None,
+        r"JSON array at the top level",
+        id="top-level-array",
+    ),
     pytest.param(b'"x"', {"debug": True}, None, r"JSON string at the top level", id="top-level-string"),
     pytest.param(b"null", {"debug": True}, None, r"JSON null at the top level", id="top-level-null"),
-    pytest.param(b'{"labels": ["caf\xe9"]}', {"debug": True}, None,
-                 r"not valid UTF-8 \(byte 0xe9 at offset 16, line 1 column 17\)", id="latin1"),
-    pytest.param(b'{"debug": true, "debug": false}', {"debug": True}, None, r"key 'debug' twice",
-                 id="duplicate-key"),
+    pytest.param(
+        b'{"labels": ["caf\xe9"]}',
+        {"debug": True},
+        None,
+        r"not valid UTF-8 \(byte 0xe9 at offset 16, line 1 column 17\)",
+        id="latin1",
+    ),
+    pytest.param(
+        b'{"debug": true, "debug": false}', {"debug": True}, None, r"key 'debug' twice", id="duplicate-key"
+    ),
     pytest.param(b'{"max-concurrent-downloads": NaN}', {"debug": True}, None, r"contains NaN", id="nan"),
     pytest.param(b'{"mtu": 1e999}', {"debug": True}, None, r"out-of-range number", id="infinity"),
-    pytest.param(b'{"authorization-plugins": "opa"}', {"authorization-plugins": ["opa"]}, None,
-                 r"type clash at 'authorization-plugins'.*string", id="type-clash"),
-    pytest.param(b'{"log-opts": {"max-size": 10}}', {"log-opts": {"max-size": "10m"}}, None,
-                 r"type clash at 'log-opts.max-size'", id="nested-type-clash"),
-    pytest.param(b'{"debug": true}', {}, [{"debug": [True]}], r"cannot remove values from 'debug'",
-                 id="remove-from-scalar"),
+    pytest.param(
+        b'{"authorization-plugins": "opa"}',
+        {"authorization-plugins": ["opa"]},
+        None,
+        r"type clash at 'authorization-plugins'.*string",
+        id="type-clash",
+    ),
+    pytest.param(
+        b'{"log-opts": {"max-size": 10}}',
+        {"log-opts": {"max-size": "10m"}},
+        None,
+        r"type clash at 'log-opts.max-size'",
+        id="nested-type-clash",
+    ),
+    pytest.param(
+        b'{"debug": true}',
+        {},
+        [{"debug": [True]}],
+        r"cannot remove values from 'debug'",
+        id="remove-from-scalar",
+    ),
 ]
 
 
@@ -332,7 +378,10 @@ def test_refusals_leave_the_file_unchanged(target, env, content, settings, remov
         assert target.read_bytes() == content
         after = target.stat()
         assert (after.st_ino, after.st_mtime_ns, stat.S_IMODE(after.st_mode)) == (
-            st.st_ino, st.st_mtime_ns, 0o640)
+            st.st_ino,
+            st.st_mtime_ns,
+            0o640,
+        )
         # no backup, no temporary file left; at most the (empty) lock file
         assert [n for n in listing(target.parent) if n != ".daemon.json.lock"] == ["daemon.json"]
 
@@ -506,7 +555,9 @@ def test_second_run_times_out_while_another_holds_the_lock(target, env):
     before = target.read_bytes()
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER.format(root=str(ROOT), path=str(target))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "LOCKED"
