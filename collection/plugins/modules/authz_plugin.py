@@ -96,6 +96,7 @@ options:
   registry_auth:
     description:
       - Credentials for a private registry or mirror, sent to the engine as C(X-Registry-Auth).
+        The password is never logged.
     type: dict
     suboptions:
       username:
@@ -264,7 +265,6 @@ ARGUMENT_SPEC = {
     "allowed_privileges": {"type": "list", "elements": "raw", "default": list(DEFAULT_ALLOWED_PRIVILEGES)},
     "registry_auth": {
         "type": "dict",
-        "no_log": True,
         "options": {
             "username": {"type": "str"},
             "password": {"type": "str", "no_log": True},
