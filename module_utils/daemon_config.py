@@ -1302,7 +1302,11 @@ def apply(
         if res.changed and check_plugins:
             names = res.after.get("authorization-plugins") or []
             if not isinstance(names, list):
-                raise _clash("authorization-plugins", names, [], path)
+                raise DaemonConfigError(
+                    f"'authorization-plugins' in {path} is a {json_type(names)}, but dockerd expects an "
+                    "array of plugin names; list it under remove and give it in settings to replace it. "
+                    "Nothing was changed."
+                )
             if plugins_checked is not None:
                 res.plugins = plugins_checked
             elif names:
