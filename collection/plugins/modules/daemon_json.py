@@ -107,7 +107,7 @@ options:
     description:
       - Seconds to wait for another run holding the lock on the same file.
     type: float
-    default: 60
+    default: 60.0
 extends_documentation_fragment:
   - ansible.builtin.files
 attributes:
@@ -121,6 +121,8 @@ attributes:
     platforms: posix
 notes:
   - Only the standard library of Python 3 is needed on the managed host.
+  - Writes are always atomic; O(unsafe_writes) is ignored.
+  - The lock file C(.daemon.json.lock) stays next to the file (empty, mode C(0600)).
   - Pair a change with a handler that reloads dockerd when RV(reload_required) is true and
     restarts it when RV(restart_required) is true.
 seealso:
