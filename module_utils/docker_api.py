@@ -317,3 +317,13 @@ class DockerClient:
             if "podman" in str(comp.get("Name", "")).lower():
                 return "podman"
         return "docker"
+
+    # -- added for probes.py -----------------------------------------------------------
+    def ping_head(self) -> dict[str, str]:
+        """``HEAD /_ping``: like ``ping()``, but the request opa-docker-authz lets through without
+        asking its policy (``-skip-ping``, the default), so it answers even when the policy errors."""
+        resp = self.raw_request("HEAD", "/_ping", versioned=False)
+        if resp.status != 200:
+            raise DockerUnavailable(f"unix://{self.socket_path} answered HEAD /_ping with HTTP {resp.status}")
+        self._ping_headers = resp.headers
+        return resp.headers

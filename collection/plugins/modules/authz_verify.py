@@ -1,0 +1,319 @@
+#!/usr/bin/python
+# Copyright: hardening.docker_authz contributors
+# Apache License 2.0 (see LICENSE)
+"""Ansible module hardening.docker_authz.authz_verify (logic in module_utils/probes.py)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: authz_verify
+short_description: Prove through the Docker Engine API that the authorization plugin enforces the policy
+version_added: "0.1.0"
+description:
+  - Sends real requests to the Docker Engine API on the unix socket and checks the answers
+    of the authorization plugin (by default C(opa-docker-authz)). Needs only Python 3 on the
+    managed host; the docker CLI is not used.
+  - Requests that must be B(denied) (HTTP 403 C(authorization denied by plugin <alias>)) -
+    a privileged create, one or more requests per enabled rule (each is the compliant request
+    with exactly one thing changed), and with O(probe_bypasses) one per bypass class a policy
+    can stop - key case (C(hostconfig)/C(privileged)), path spelling (no C(/vX.Y) prefix,
+    C(containers%2Fcreate), a query string), an invisible body
+    (C(application/json; charset=utf-8), which the plugin hands to the policy as C(null)),
+    value spellings (C(sys_admin), C(seccomp:unconfined), user C(0:0)), host path spellings
+    (C(/var/run/../run/docker.sock), C(//etc)), and the other endpoints (exec, update,
+    services, volumes with bind driver options, C(build?networkmode=host), and - when
+    C(deny_plugin_changes) is on - the plugin endpoints).
+  - Requests that must be B(authorized) - a container create that satisfies every enabled
+    rule (user C(1000:1000) when root is denied, the required limits, C(no-new-privileges),
+    a read-only root filesystem, an image of a trusted registry ...) and a container list.
+  - B(Nothing is created or changed.) Authorization runs before the daemon looks anything
+    up, so creates name an image that does not exist (C(hardening-verify/nonexistent:probe)),
+    exec and update name a container that does not exist, plugin requests a plugin that does
+    not exist, pulls a registry on C(127.0.0.1:1) that nobody runs. An authorized request
+    therefore ends in 404 (or 400/500/503) and no pull happens. Anything a probe does create
+    anyway is removed at once. C(changed) is always false, and check mode runs the same
+    read-only probes.
+  - Each answer is classified as C(denied) (403 with the plugin's text; RV(probes[].plugin)
+    says which plugin), C(authorized) (any other HTTP answer), C(plugin-error)
+    (C(plugin <alias> failed with error), i.e. the policy errors - a Rego v0 policy under
+    opa-docker-authz v0.10 does that for every request) or C(error) (no answer).
+  - Fails, with a table of the failed probes in C(msg), when a request the rules forbid is
+    authorized, when the compliant request is refused, or when the plugin denied nothing at
+    all (not hooked into C(authorization-plugins), disabled, or failing open). With
+    O(expect_enforced=false) it only reports.
+  - Warns about an engine older than the fixes for CVE-2024-41110 (23.0.15, 25.0.6, 26.1.5,
+    27.1.1; 20.10 and 24.0 never got one) and CVE-2026-34040 (25.0.16, 29.3.1), compared
+    per release branch; about the plugin failing open (its policy file missing, or no
+    C(opa-args)); and about probes denied by another authorization plugin first.
+  - A deny answer carries no reason (opa-docker-authz always says C(request rejected by
+    administrative policy)), so a probe shows that a request was denied, not which rule
+    denied it.
+author:
+  - hardening.docker_authz contributors
+options:
+  plugin:
+    description:
+      - The alias of the authorization plugin, as named in C(authorization-plugins)
+        (C(opa-docker-authz) and C(opa-docker-authz:latest) are the same plugin).
+    type: str
+    default: opa-docker-authz
+    aliases: [alias, name]
+  rules:
+    description:
+      - The enabled rules and their parameters, as the role C(hardening.docker_authz.opa_authz)
+        computes them. Keys are the role's variable names with or without the
+        C(docker_authz_) prefix, for example C(deny_privileged), C(require_resource_limits),
+        C(required_limits), C(max_memory_bytes), C(allowed_host_ports), C(allowed_host_ips),
+        C(sensitive_env_keywords), C(sensitive_env_allowed), C(allowed_capabilities),
+        C(sensitive_host_paths), C(trusted_registries), C(exempt_users); C(profile) may be
+        given here too.
+      - A rule not given takes its default from O(profile); an unknown name is an error.
+    type: dict
+    default: {}
+  profile:
+    description:
+      - The profile whose defaults apply to rules not given in O(rules).
+    type: str
+    choices: [baseline, restricted]
+    default: baseline
+  probe_bypasses:
+    description:
+      - Also send the bypass probes (key case, path spelling, invisible body, value and path
+        spellings, other endpoints). Without them only one request per rule is sent.
+    type: bool
+    default: true
+  expect_enforced:
+    description:
+      - Fail when enforcement is not as expected. V(false) makes a report-only run that
+        returns the same table and warnings without failing.
+    type: bool
+    default: true
+  policy_path:
+    description:
+      - The policy file on the host (for example C(/etc/docker/policies/authz.rego)). When it
+        is missing opa-docker-authz allows every request, which is reported as fail-open.
+      - Default is the C(-policy-file) of the plugin's C(opa-args) mapped through the
+        plugin's mounts to the host (C(/opa) is the host's C(/etc/docker)).
+    type: path
+  socket:
+    description:
+      - The Docker Engine API unix socket (C(unix://) prefix allowed).
+    type: path
+    default: /var/run/docker.sock
+    aliases: [docker_socket]
+  timeout:
+    description:
+      - Seconds to wait for each answer.
+    type: int
+    default: 30
+notes:
+  - Supports check mode (the same probes run; they change nothing).
+  - Probing over the unix socket has no TLS client identity, so O(rules) C(exempt_users)
+    cannot be verified (a warning says so).
+  - Requests with duplicate JSON keys (the daemon merges them, a parser into a map keeps the
+    last) cannot be judged correctly by any policy over the parsed body; they are not probed.
+seealso:
+  - module: hardening.docker_authz.authz_plugin
+  - module: hardening.docker_authz.daemon_json
+"""
+
+EXAMPLES = r"""
+- name: Verify the baseline profile on a hardened host
+  hardening.docker_authz.authz_verify:
+  register: verify
+
+- name: Print the probe table
+  ansible.builtin.debug:
+    var: verify.table
+
+- name: Verify the rules the role computed for a restricted profile with a trusted registry
+  hardening.docker_authz.authz_verify:
+    plugin: opa-docker-authz
+    rules:
+      profile: restricted
+      deny_privileged: true
+      require_resource_limits: true
+      required_limits: [memory, pids]
+      max_memory_bytes: 1073741824
+      trusted_registries: [registry.example.com]
+    policy_path: /etc/docker/policies/authz.rego
+
+- name: Report only (never fails), without the bypass probes
+  hardening.docker_authz.authz_verify:
+    expect_enforced: false
+    probe_bypasses: false
+  register: report
+"""
+
+RETURN = r"""
+changed:
+  description: Always false; the module changes nothing.
+  returned: always
+  type: bool
+enforced:
+  description: True when at least one probe was denied by the plugin O(plugin).
+  returned: success or verification failure
+  type: bool
+probes:
+  description: One entry per request sent.
+  returned: success or verification failure
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The probe's name, for example C(privileged) or C(path-percent-encoded).
+      type: str
+    rule:
+      description: The rule it tests (the role variable without C(docker_authz_)), or C(always_on).
+      type: str
+    bypass:
+      description: The bypass class it stands for, or null for the rule's plain probe.
+      type: str
+    request:
+      description: Method and request target as sent (the Content-Type when it is not plain JSON).
+      type: str
+      sample: POST /v1.41/containers/create
+    summary:
+      description: What makes the request special.
+      type: str
+      sample: HostConfig.Privileged=true
+    expected:
+      description: V(deny) or V(allow).
+      type: str
+    status:
+      description: The HTTP status of the answer (null when there was none).
+      type: int
+      sample: 403
+    outcome:
+      description: V(denied), V(authorized), V(plugin-error) or V(error).
+      type: str
+    plugin:
+      description: The plugin that denied or errored.
+      type: str
+    message:
+      description: The daemon's answer (for a denial, the plugin's message).
+      type: str
+      sample: request rejected by administrative policy
+    passed:
+      description: Whether the answer is the expected one.
+      type: bool
+    cleanup:
+      description: What was removed after an authorized probe created something.
+      type: str
+counts:
+  description: How many probes were sent (C(total)), got the expected answer (C(passed)) or not (C(failed)).
+  returned: success or verification failure
+  type: dict
+  sample: {"total": 59, "passed": 59, "failed": 0}
+warnings:
+  description:
+    - The warnings (also shown by Ansible) - engine CVEs, fail-open, plugin not installed or
+      disabled, probes denied by another plugin, cleanup failures.
+  returned: success or verification failure
+  type: list
+  elements: str
+table:
+  description: One text line per probe (result, probe, rule, expected, outcome, answer), for display.
+  returned: success or verification failure
+  type: list
+  elements: str
+rules:
+  description: The rules that were in force for this run (parameters applied).
+  returned: success or verification failure
+  type: list
+  elements: str
+profile:
+  description: The profile used for defaults.
+  returned: success or verification failure
+  type: str
+engine:
+  description: The engine's version, API version, OS, architecture and CVE status.
+  returned: success or verification failure
+  type: dict
+  sample:
+    version: 20.10.24+dfsg1
+    api_version: "1.41"
+    os: linux
+    arch: amd64
+    kind: docker
+    cves:
+      - id: CVE-2024-41110
+        vulnerable: true
+        fixed_in: 23.0.15, 25.0.6, 26.1.5, 27.1.1
+plugin:
+  description: What the engine reports about the plugin, and its policy file on the host.
+  returned: success or verification failure
+  type: dict
+  sample:
+    name: opa-docker-authz
+    installed: true
+    enabled: true
+    args: -policy-file /opa/policies/authz.rego -quiet
+    policy_file: /etc/docker/policies/authz.rego
+    policy_file_exists: true
+findings:
+  description: Structured warnings - C(kind) V(cve) or V(fail-open), and the message.
+  returned: success or verification failure
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import (  # noqa: E402
+    DockerClient,
+    DockerError,
+)
+from ansible_collections.hardening.docker_authz.plugins.module_utils.probes import (  # noqa: E402
+    DEFAULT_ALIAS,
+    PROFILES,
+    VerifyInputError,
+    normalize_rules,
+    verify,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "plugin": {"type": "str", "default": DEFAULT_ALIAS, "aliases": ["alias", "name"]},
+            "rules": {"type": "dict", "default": {}},
+            "profile": {"type": "str", "choices": list(PROFILES), "default": "baseline"},
+            "probe_bypasses": {"type": "bool", "default": True},
+            "expect_enforced": {"type": "bool", "default": True},
+            "policy_path": {"type": "path"},
+            "socket": {"type": "path", "default": "/var/run/docker.sock", "aliases": ["docker_socket"]},
+            "timeout": {"type": "int", "default": 30},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["timeout"] <= 0:
+        module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
+    try:
+        settings = normalize_rules(p["rules"], p["profile"])
+    except VerifyInputError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    client = DockerClient(p["socket"], timeout=float(p["timeout"]))
+    try:
+        result = verify(
+            client,
+            settings,
+            alias=p["plugin"],
+            probe_bypasses=p["probe_bypasses"],
+            expect_enforced=p["expect_enforced"],
+            policy_path=p["policy_path"],
+            timeout=float(p["timeout"]),
+        )
+    except (DockerError, VerifyInputError) as exc:
+        module.fail_json(msg=f"cannot verify authorization: {exc}", changed=False)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    if result.pop("failed_verification", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
