@@ -20,6 +20,8 @@ if str(ROOT) not in sys.path:
 
 VENV_BIN = ROOT / ".venv" / "bin"
 
+pytest_plugins = ["tests.lib.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:

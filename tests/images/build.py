@@ -56,6 +56,7 @@ SUITE = "bookworm"
 BASE_RECIPE = {"suite": SUITE, "variant": "minbase", "include": [], "recipe": 1}
 DIND_PACKAGES = ["docker.io", "iptables", "python3", "openssh-server", "ca-certificates", "procps"]
 DIND_RECIPE = {"packages": DIND_PACKAGES, "recipe": 1}
+DIND_FINAL_RECIPE = 2  # bump when dind_host()'s final stage (copy, customize, commit) changes
 PLUGIN_PACKAGES = ["python3", "libatomic1"]
 REGOPY = "regopy==1.5.2"
 PLUGIN_RECIPE = {"packages": PLUGIN_PACKAGES, "pip": REGOPY, "recipe": 1}
@@ -337,7 +338,7 @@ def dind_host(force: bool = False) -> Built:
     """local/dind-host:<key>: Debian 12 + docker.io + sshd + python3, entrypoint dind-entrypoint."""
     start = time.monotonic()
     pkg_key = sha(base_key(), json.dumps(DIND_RECIPE, sort_keys=True))
-    key = sha(pkg_key, files_hash(list((HERE / "dind-host").iterdir())))
+    key = sha(pkg_key, files_hash(list((HERE / "dind-host").iterdir())), f"final-{DIND_FINAL_RECIPE}")
     ref = f"{DIND_IMAGE}:{key}"
     if image_exists(ref) and not force:
         run(["docker", "tag", ref, f"{DIND_IMAGE}:latest"])
@@ -354,30 +355,18 @@ def dind_host(force: bool = False) -> Built:
             log(f"importing {base_ref}")
             docker_import(rootfs, base_ref)
     log(f"building {ref} from {base_ref} + tests/images/dind-host/")
-    cid = run(["docker", "create", base_ref, "/bin/true"]).strip()
+    create = ["docker", "create", "--network", "none", base_ref, "/bin/sh", "/usr/local/sbin/dind-customize"]
+    cid = run(create).strip()
     try:
-        run(
-            [
-                "docker",
-                "cp",
-                str(HERE / "dind-host" / "dind-entrypoint"),
-                f"{cid}:/usr/local/sbin/dind-entrypoint",
-            ]
-        )
-        run(
-            [
-                "docker",
-                "commit",
-                "--change",
-                'ENTRYPOINT ["/usr/local/sbin/dind-entrypoint"]',
-                "--change",
-                "CMD []",
-                "--change",
-                f"LABEL org.hardening.test=dind-host org.hardening.key={key}",
-                cid,
-                ref,
-            ]
-        )
+        for src, dest in (("dind-entrypoint", "dind-entrypoint"), ("customize.sh", "dind-customize")):
+            run(["docker", "cp", str(HERE / "dind-host" / src), f"{cid}:/usr/local/sbin/{dest}"])
+        run(["docker", "start", "-a", cid])
+        changes = [
+            'ENTRYPOINT ["/usr/local/sbin/dind-entrypoint"]',
+            "CMD []",
+            f"LABEL org.hardening.test=dind-host org.hardening.key={key}",
+        ]
+        run(["docker", "commit", *[a for c in changes for a in ("--change", c)], cid, ref])
     finally:
         run(["docker", "rm", "-f", cid], check=False)
     run(["docker", "tag", ref, f"{DIND_IMAGE}:latest"])

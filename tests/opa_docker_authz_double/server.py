@@ -59,7 +59,7 @@ OPA_VERSION = "1.3.0"
 DENY_MSG = "request rejected by administrative policy"
 INVALID_DECISION = "administrative policy decision invalid"
 PLUGIN_DIR = os.environ.get("OPA_DOUBLE_PLUGIN_DIR", "/run/docker/plugins")
-CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"  # go-plugins-helpers sdk
 
 
 # ------------------------------------------------------------------ Go flag emulation
@@ -406,7 +406,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/Plugin.Activate":
             self._send(200, {"Implements": ["authz"]})
         elif self.path == "/AuthZPlugin.AuthZReq":
-            self._send(200, self.plugin.authz_req(req))
+            answer = self.plugin.authz_req(req)
+            # go-plugins-helpers sdk.EncodeResponse: an answer with Err is sent as HTTP 500, which the
+            # daemon turns into "plugin NAME failed with error: AuthZPlugin.AuthZReq: <Err>"
+            self._send(500 if answer.get("Err") else 200, answer)
         elif self.path == "/AuthZPlugin.AuthZRes":
             self._send(200, self.plugin.authz_res(req))
         else:
