@@ -49,7 +49,11 @@ def plugin(path, *extra):
 def test_flags_defaults_and_go_syntax():
     o = server.parse_flags([])
     assert (o.policy_file, o.allow_path, o.skip_ping, o.quiet, o.plugin_name) == (
-        "", "data.docker.authz.allow", True, False, "opa-docker-authz",
+        "",
+        "data.docker.authz.allow",
+        True,
+        False,
+        "opa-docker-authz",
     )
     o = server.parse_flags(["--policy-file=/p.rego", "-skip-ping=false", "-quiet", "-allowPath", "data.x.y"])
     assert (o.policy_file, o.skip_ping, o.quiet, o.allow_path) == ("/p.rego", False, True, "data.x.y")
@@ -100,7 +104,10 @@ def test_check_compiles_and_exits(tmp_path, capsys):
     ("source", "expected"),
     [
         ("package p\nallow { true }\n", [(2, "`if` keyword is required before rule body")]),
-        ("package p\ndeny[msg] { msg := 1 }\n", [(2, "`contains` keyword is required for partial set rules")]),
+        (
+            "package p\ndeny[msg] { msg := 1 }\n",
+            [(2, "`contains` keyword is required for partial set rules")],
+        ),
         ("package p\nf(x) = y { y := x }\n", [(2, "`if` keyword is required before rule body")]),
         ("package p\nallow if { any([true]) }\n", [(2, "undefined function any")]),
         ("package p\nimport rego.v1\nallow if { true }\ndeny contains m if { m := 1 }\n", []),
@@ -119,7 +126,8 @@ def test_allow_and_deny(policy):
     p = plugin(policy)
     assert p.authz_req(req(body={"HostConfig": {"Privileged": False}})) == {"Allow": True}
     assert p.authz_req(req(body={"HostConfig": {"Privileged": True}})) == {
-        "Allow": False, "Msg": "request rejected by administrative policy",
+        "Allow": False,
+        "Msg": "request rejected by administrative policy",
     }
 
 
@@ -142,7 +150,10 @@ def test_undefined_denies_non_boolean_errors_v0_errors(policy):
     policy.write_text("package docker.authz\n\nimport rego.v1\n\nallow if input.nothing == 1\n")
     assert plugin(policy).authz_req(req())["Msg"] == "request rejected by administrative policy"
     policy.write_text('package docker.authz\n\nallow := "yes"\n')
-    assert plugin(policy).authz_req(req()) == {"Allow": False, "Err": "administrative policy decision invalid"}
+    assert plugin(policy).authz_req(req()) == {
+        "Allow": False,
+        "Err": "administrative policy decision invalid",
+    }
     policy.write_text("package docker.authz\n\nallow { true }\n")
     assert plugin(policy).authz_req(req()) == {
         "Allow": False,
@@ -214,11 +225,14 @@ def test_plugin_protocol_over_unix_socket(tmp_path, policy):
     srv = server.serve(server.parse_flags(["-policy-file", str(policy), "-quiet"]), socket_dir=str(tmp_path))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
+
         def post(path, doc):
             conn = http.client.HTTPConnection("localhost")
             conn.sock = socket.socket(socket.AF_UNIX)
             conn.sock.connect(str(tmp_path / "opa-docker-authz.sock"))
-            conn.request("POST", path, json.dumps(doc), {"Content-Type": "application/vnd.docker.plugins.v1.2+json"})
+            conn.request(
+                "POST", path, json.dumps(doc), {"Content-Type": "application/vnd.docker.plugins.v1.2+json"}
+            )
             resp = conn.getresponse()
             return resp.status, json.loads(resp.read())
 
@@ -228,7 +242,8 @@ def test_plugin_protocol_over_unix_socket(tmp_path, policy):
         assert (status, answer["Msg"]) == (200, "request rejected by administrative policy")
         policy.write_text('package docker.authz\n\nallow := "x"\n')
         assert post("/AuthZPlugin.AuthZReq", req(body={})) == (
-            500, {"Allow": False, "Err": "administrative policy decision invalid"},
+            500,
+            {"Allow": False, "Err": "administrative policy decision invalid"},
         )
         assert post("/AuthZPlugin.AuthZRes", req())[1] == {"Allow": True}
         assert post("/Nope", {})[0] == 404
