@@ -1241,8 +1241,8 @@ def plugin_facts(client: DockerClient, alias: str, policy_path: str | None) -> d
             facts["enabled"] = bool(found.get("Enabled"))
             facts["reference"] = found.get("PluginReference")
             settings = found.get("Settings") or {}
-            args = [a for a in (settings.get("Args") or []) if a.get("Name") == "opa-args"]
-            facts["args"] = " ".join(str(v) for v in (args[0].get("Value") or [])) if args else None
+            # Settings.Args holds the values of the plugin's one args entry (opa-args).
+            facts["args"] = " ".join(str(v) for v in (settings.get("Args") or []))
             if policy_path is None and facts["args"] is not None:
                 facts["policy_file"] = _host_policy_path(found, facts["args"])
     if facts["policy_file"]:

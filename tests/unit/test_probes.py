@@ -361,7 +361,7 @@ PLUGIN_OK = {
     "PluginReference": "127.0.0.1:5000/opa-docker-authz-double:v0.10-linux-amd64",
     "Config": {"WorkDir": "/opa"},
     "Settings": {
-        "Args": [{"Name": "opa-args", "Value": ["-policy-file", "/opa/policies/authz.rego", "-quiet"]}],
+        "Args": ["-policy-file", "/opa/policies/authz.rego", "-quiet"],
         "Mounts": [{"Source": "/tmp/SOURCE", "Destination": "/opa"}],
     },
 }
