@@ -7,7 +7,7 @@ reaches the registry at 127.0.0.1:5000. Names start with `hardening-test-`; `rem
 `cleanup_stale()` for runs that were killed) delete the container and its volume.
 
     .venv/bin/python -m tests.lib.dind up [-n 2] [--inventory PATH] [--plugin]
-    .venv/bin/python -m tests.lib.dind down [NAME ...]      # default: every CLI-started host
+    .venv/bin/python -m tests.lib.dind down NAME ... | --all-cli | --all
     .venv/bin/python -m tests.lib.dind list
     .venv/bin/python -m tests.lib.dind cleanup-stale
 """
@@ -398,10 +398,6 @@ def write_inventory(
 # ------------------------------------------------------------------------------- CLI
 
 
-def _cli_hosts_file() -> Path:
-    return CLI_DIR / "hosts.json"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tests.lib.dind",
@@ -415,8 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--inventory", default=str(CLI_DIR / "inventory.yml"))
     up.add_argument("--group", default="docker_hosts")
     up.add_argument("--plugin", action="store_true", help="also build and push the plugin double")
-    down = sub.add_parser("down", help="remove hosts (default: all started by `up`)")
+    down = sub.add_parser("down", help="remove the named hosts (see `list`)")
     down.add_argument("names", nargs="*")
+    down.add_argument("--all-cli", action="store_true", help="every host started by `up` (anyone's)")
     down.add_argument("--all", action="store_true", help=f"every {PREFIX}* host, whoever started it")
     sub.add_parser("list")
     sub.add_parser("cleanup-stale")
@@ -440,8 +437,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     remove_host(h.name)
                 raise
             inv = write_inventory(args.inventory, hosts, group=args.group)
-            known = json.loads(_cli_hosts_file().read_text()) if _cli_hosts_file().exists() else []
-            _cli_hosts_file().write_text(json.dumps(sorted(set(known) | {h.name for h in hosts})))
             for h in hosts:
                 ready = f"ready in {h.ready_seconds:.1f}s"
                 print(f"[dind] {h.name}: ssh root@127.0.0.1 -p {h.ssh_port} -i {key} ({ready})")
@@ -449,15 +444,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "down":
             if args.all:
                 names = [r["name"] for r in list_hosts()]
+            elif args.all_cli:
+                names = [r["name"] for r in list_hosts() if r["owner"] == "cli"]
             elif args.names:
                 names = args.names
             else:
-                names = json.loads(_cli_hosts_file().read_text()) if _cli_hosts_file().exists() else []
+                raise DindError("name the hosts to remove (see `list`), or pass --all-cli / --all")
             for n in names:
                 remove_host(n)
                 print(f"[dind] removed {n}")
-            if not args.names:
-                _cli_hosts_file().unlink(missing_ok=True)
         elif args.cmd == "list":
             for r in list_hosts():
                 print(f"{r['name']}\tport {r['ssh_port']}\towner {r['owner']}\t{r['status']}")
