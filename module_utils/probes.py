@@ -224,12 +224,14 @@ def parse_port_ranges(items: list[str]) -> list[tuple[int, int]]:
 def normalize_rules(rules: dict[str, Any] | None, profile: str = "baseline") -> Settings:
     """Merge the given rules over the profile's defaults, validating names and types.
 
-    Keys may carry the role's ``docker_authz_`` prefix or not. ``profile`` may also be given
-    inside ``rules`` (as the role computes it).
+    Keys may carry the role's ``docker_authz_`` prefix or not; a ``None`` value means "not set"
+    (the profile decides). ``profile`` may also be given inside ``rules``.
     """
     rules = dict(rules or {})
     given: dict[str, Any] = {}
     for key, value in rules.items():
+        if value is None:
+            continue  # the role's "unset": the profile decides
         name = key[len(PREFIX) :] if isinstance(key, str) and key.startswith(PREFIX) else key
         if name in given:
             raise VerifyInputError(f"rules: {name} is given twice (with and without the {PREFIX} prefix)")

@@ -60,6 +60,10 @@ def test_rules_accept_role_names_and_override_the_profile() -> None:
     assert s.on("require_readonly_rootfs") and s.on("deny_root_user")
     assert s.params["required_limits"] == ["memory"]
     assert s.params["max_memory_bytes"] == 1073741824
+    unset = P.normalize_rules(
+        {"docker_authz_deny_root_user": None, "allowed_capabilities": None}, "restricted"
+    )
+    assert unset.on("deny_root_user") and unset.params["allowed_capabilities"] == ["NET_BIND_SERVICE"]
 
 
 @pytest.mark.parametrize(
