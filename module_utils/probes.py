@@ -801,6 +801,26 @@ def _rule_mounts(t: _Table, r: str) -> None:
         f"Mounts bind {path}",
         t.body({"Mounts": [{"Type": "bind", "Source": path, "Target": "/probe"}]}),
     )
+    # --mount type=volume,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=PATH: the
+    # local driver creates a named volume that is the host path.
+    volume_opts = {"DriverConfig": {"Options": {"type": "none", "o": "bind", "device": path}}}
+    t.create(
+        "mount-volume-opts",
+        r,
+        f"Mounts volume with local driver options o=bind device={path}",
+        t.body(
+            {
+                "Mounts": [
+                    {
+                        "Type": "volume",
+                        "Source": f"hardening-verify-probe-{secrets.token_hex(4)}",
+                        "Target": "/probe",
+                        "VolumeOptions": volume_opts,
+                    }
+                ]
+            }
+        ),
+    )
     spellings = (
         [f"/{path}/"]
         if path == "/"
