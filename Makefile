@@ -12,6 +12,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - harden a disposable Docker host with the embedded defaults and show the result"
+	@echo "make demo CLEAN=1 - remove the demo host"
 	@echo "make test   - set up everything, lint, and run the whole test suite"
 	@echo "make lint   - ruff, ansible-lint (production profile), ansible-doc on every module"
 	@echo "make build  - build the collection tarball into dist/"
@@ -40,7 +41,7 @@ build: setup
 	scripts/build_collection.sh dist
 
 demo: env
-	@scripts/demo.sh
+	@CLEAN="$(CLEAN)" scripts/demo.sh
 
 molecule: env
 	cd tests/fleet && molecule test

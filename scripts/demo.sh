@@ -1,69 +1,88 @@
 #!/usr/bin/env bash
-# Interim demo (until the end-to-end demo lands): run hardening.docker_authz.daemon_json on a
-# throwaway copy of an example daemon.json, show the diff and the result, then run it again to
-# show that nothing changes. Touches nothing outside a temporary folder.
+# make demo: harden a disposable Docker host with the OPA authorization plugin, the way an
+# operator would, and show the result.
+#   1. images: the Docker-in-Docker host and the opa-docker-authz test double (built once and
+#      cached; rebuilt only when their sources change), the double pushed to 127.0.0.1:5000;
+#   2. a disposable Docker host: a Debian 12 container with its own dockerd and sshd
+#      (never the machine's own dockerd or /etc/docker);
+#   3. an operator's inventory for it, pointing the role at the registry mirror of the plugin;
+#   4. ansible-playbook playbooks/harden.yml, then playbooks/verify.yml (the probe table);
+#   5. the real `docker run --privileged` on that host, refused by the plugin, and a compliant
+#      `docker run` that works.
+# make demo CLEAN=1 removes the demo host and its files (the image cache stays, so the next run
+# is fast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export ANSIBLE_CONFIG="$ROOT/ansible.cfg" ANSIBLE_NOCOLOR=1 ANSIBLE_DISPLAY_SKIPPED_HOSTS=false
-PLAYBOOK_BIN="$ROOT/.venv/bin/ansible-playbook"
-[[ -x $PLAYBOOK_BIN ]] || { echo "[demo] .venv missing: run scripts/setup.sh (make demo does)" >&2; exit 1; }
+STATE_DIR="${HARDENING_STATE_DIR:-/var/tmp/hardening-docker-authz}"
+DEMO_DIR="$STATE_DIR/demo"
+HOST=hardening-test-demo
+PY="$ROOT/.venv/bin/python"
+export ANSIBLE_CONFIG="$ROOT/ansible.cfg" PATH="$ROOT/.venv/bin:$PATH"
+export ANSIBLE_DISPLAY_SKIPPED_HOSTS=false ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
+T0=$SECONDS
 
-WORK=$(mktemp -d /tmp/docker-authz-demo.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-CONF="$WORK/etc/docker/daemon.json"
-mkdir -p "$(dirname "$CONF")"
+say() { printf '\n\033[1m==> [demo %3ss] %s\033[0m\n' "$((SECONDS - T0))" "$*"; }
+[[ -x $PY ]] || { echo "[demo] .venv missing: run 'make demo' (it runs scripts/setup.sh first)" >&2; exit 1; }
 
-# An existing daemon.json with keys this project does not own: they must survive untouched.
-cat >"$CONF" <<'JSON'
-{
-    "log-driver": "json-file",
-    "log-opts": { "max-size": "10m", "max-file": "3" },
-    "storage-driver": "overlay2",
-    "default-address-pools": [ { "base": "172.30.0.0/16", "size": 24 } ],
-    "authorization-plugins": [ "existing-legacy-authz" ]
-}
-JSON
+if [[ "${CLEAN:-0}" == 1 ]]; then
+  say "removing the demo host $HOST and $DEMO_DIR"
+  if docker inspect "$HOST" >/dev/null 2>&1; then "$PY" -m tests.lib.dind down "$HOST"; fi
+  rm -rf "$DEMO_DIR"
+  say "done. Kept: the image cache ($STATE_DIR/images, local/* images, the double in 127.0.0.1:5000), which makes the next run fast."
+  exit 0
+fi
 
-cat >"$WORK/demo.yml" <<YAML
-- name: Merge the authorization plugin and the local registry into daemon.json
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Add the OPA authorization plugin and trust the local registry
-      hardening.docker_authz.daemon_json:
-        path: "$CONF"
-        settings:
-          authorization-plugins: [opa-docker-authz]
-          insecure-registries: ["127.0.0.1:5000"]
-        backup: true
-      register: docker_authz_demo
-    - name: Show what the module reports
-      ansible.builtin.debug:
-        msg:
-          changed: "{{ docker_authz_demo.changed }}"
-          changed_keys: "{{ docker_authz_demo.changed_keys }}"
-          reload_required: "{{ docker_authz_demo.reload_required }}"
-          restart_required: "{{ docker_authz_demo.restart_required }}"
-          backup_file: "{{ docker_authz_demo.backup_file | default('none') }}"
-YAML
+say "1/5 images (cached after the first run; the first run builds a Debian root filesystem, a few minutes)"
+"$PY" -m tests.images.build dind-host busybox plugin-double
 
-banner() { printf '\n==== %s ====\n' "$*"; }
+say "2/5 a disposable Docker host ($HOST: its own dockerd and sshd on 127.0.0.1)"
+if docker inspect "$HOST" >/dev/null 2>&1; then
+  echo "[demo] replacing the previous demo host"
+  "$PY" -m tests.lib.dind down "$HOST" >/dev/null
+fi
+mkdir -p "$DEMO_DIR"
+"$PY" -m tests.lib.dind up --name "$HOST" --inventory "$DEMO_DIR/hosts.json"
 
-banner "example daemon.json before ($CONF)"
-cat "$CONF"
+say "3/5 the operator's inventory ($DEMO_DIR/inventory.yml)"
+"$PY" - "$DEMO_DIR/hosts.json" "$DEMO_DIR/inventory.yml" <<'PY'
+import json, sys
+hosts = json.load(open(sys.argv[1]))["all"]["children"]["docker_hosts"]["hosts"]
+lines = ["# Written by scripts/demo.sh: one disposable Docker host, reached over SSH.",
+         "docker_hosts:",
+         "  vars:",
+         "    # the registry mirror of ghcr.io/open-policy-agent/opa-docker-authz (here: the test double)",
+         "    docker_authz_plugin_image: 127.0.0.1:5000/opa-docker-authz-double:v0.10-linux-amd64",
+         "  hosts:"]
+for name, hv in hosts.items():
+    lines.append(f"    {name}:")
+    lines += [f"      {k}: {json.dumps(v)}" for k, v in hv.items()]
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+PY
+cat "$DEMO_DIR/inventory.yml"
 
-banner "run 1: ansible-playbook --diff (expect changed=1)"
-"$PLAYBOOK_BIN" "$WORK/demo.yml" --diff
+say "4/5 ansible-playbook -i $DEMO_DIR/inventory.yml playbooks/harden.yml"
+t=$SECONDS
+ansible-playbook -i "$DEMO_DIR/inventory.yml" playbooks/harden.yml
+converge=$((SECONDS - t))
+t=$SECONDS
+ansible-playbook -i "$DEMO_DIR/inventory.yml" playbooks/harden.yml | tail -n 3
+echo "[demo] first converge ${converge}s; a second run changes nothing ($((SECONDS - t))s, see changed=0 above)"
 
-banner "daemon.json after run 1"
-cat "$CONF"
+say "    ansible-playbook -i $DEMO_DIR/inventory.yml playbooks/verify.yml  (the probe table)"
+ansible-playbook -i "$DEMO_DIR/inventory.yml" playbooks/verify.yml
 
-banner "run 2: the same playbook again (expect changed=0)"
-out=$("$PLAYBOOK_BIN" "$WORK/demo.yml" --diff)
-printf '%s\n' "$out"
-if ! grep -Eq 'localhost +: ok=2 +changed=0 ' <<<"$out"; then
-  echo "[demo] FAILED: the second run changed something" >&2
+say "5/5 on $HOST: docker run --rm --privileged local/busybox true"
+set +e
+err=$(docker exec "$HOST" docker run --rm --privileged local/busybox true 2>&1)
+set -e
+echo "$err"
+if ! grep -q "authorization denied by plugin" <<<"$err"; then
+  echo "[demo] FAILED: the privileged run was not refused by the authorization plugin" >&2
   exit 1
 fi
-banner "result: unrelated keys kept, plugin and registry merged, second run changed nothing"
+echo
+echo "\$ docker run --rm local/busybox echo ...   (a compliant run)"
+docker exec "$HOST" docker run --rm local/busybox echo "compliant container ran"
+
+say "done in $((SECONDS - T0))s. Log in: ssh -p \$port root@127.0.0.1 (see the inventory). Remove it: make demo CLEAN=1"

@@ -1,0 +1,52 @@
+"""Static contract checks of the role's orchestration (no Docker needed, milliseconds).
+
+The verification must follow exactly the rules the policy is rendered from, so the list of
+names the role hands to authz_verify must match both module_utils (policy and probes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils import policy, probes
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "opa_authz"
+
+
+def _role_vars() -> dict:
+    return yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+
+
+def test_verify_rule_names_match_the_policy_variables() -> None:
+    names = _role_vars()["__docker_authz_verify_rule_names"]
+    assert len(names) == len(set(names))
+    assert {f"docker_authz_{n}" for n in names} == set(policy.POLICY_VARIABLES)
+
+
+def test_verify_rule_names_are_what_authz_verify_accepts() -> None:
+    names = set(_role_vars()["__docker_authz_verify_rule_names"]) - {"profile"}
+    assert names == set(probes.RULE_DEFAULTS) | set(probes.LIST_PARAMS) | set(probes.INT_PARAMS)
+
+
+def test_change_phases_run_inside_the_rollback_block() -> None:
+    main = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
+    order = [t.get("ansible.builtin.import_tasks") for t in main if "ansible.builtin.import_tasks" in t]
+    assert order == ["validate.yml", "preflight.yml", "render.yml"], "read-only phases first, outside the block"
+    block = next(t for t in main if "block" in t)
+    assert [t["ansible.builtin.import_tasks"] for t in block["block"]] == [
+        "policy.yml", "plugin.yml", "daemon.yml", "verify.yml",
+    ]
+    assert [t["ansible.builtin.import_tasks"] for t in block["rescue"]] == ["rollback.yml"]
+
+
+def test_the_plugin_is_enabled_before_daemon_json_names_it() -> None:
+    """A daemon reloaded with a missing or disabled authorization plugin exits."""
+    daemon = yaml.safe_load((ROLE / "tasks" / "daemon.yml").read_text())
+    hook = daemon[0]["hardening.docker_authz.daemon_json"]
+    assert hook["check_plugins"] == "{{ not ansible_check_mode }}"
+    plugin = yaml.safe_load((ROLE / "tasks" / "plugin.yml").read_text())
+    unhook = next(t for t in plugin if "hardening.docker_authz.daemon_json" in t)
+    install = next(t for t in plugin if t["name"] == "Install, configure and enable the plugin")
+    assert plugin.index(unhook) < plugin.index(install)
