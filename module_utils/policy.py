@@ -1,0 +1,443 @@
+# Copyright: hardening.docker_authz contributors
+# Apache License 2.0 (see LICENSE)
+"""Policy inputs for the opa_authz role: rule variables -> validated config, Rego dialect, builtins.
+
+Pure functions, stdlib only. Used by the filter plugins (``hardening.docker_authz.policy_config``
+and ``hardening.docker_authz.rego_dialect``) while the role renders ``authz.rego``, and by the
+controller-side compile check (module_utils/rego_check.py).
+
+The contract between variables and rules is the project's rule catalog: one boolean variable per
+rule, ``None`` (the role default) meaning "the profile decides", and a value set by the user always
+winning over the profile.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+PREFIX = "docker_authz_"
+PROFILES = ("baseline", "restricted")
+REGO_VERSIONS = ("auto", "v0", "v1")
+
+# rule id (the prefix of every deny reason) -> (variable, on in baseline, on in restricted)
+RULES: dict[str, tuple[str, bool, bool]] = {
+    "privileged": ("docker_authz_deny_privileged", True, True),
+    "seccomp_unconfined": ("docker_authz_deny_seccomp_unconfined", True, True),
+    "no_new_privileges": ("docker_authz_require_no_new_privileges", False, True),
+    "resource_limits": ("docker_authz_require_resource_limits", False, True),
+    "ports": ("docker_authz_restrict_ports", False, True),
+    "root_user": ("docker_authz_deny_root_user", False, True),
+    "sensitive_env": ("docker_authz_deny_sensitive_env", False, True),
+    "host_namespaces": ("docker_authz_deny_host_namespaces", True, True),
+    "capabilities": ("docker_authz_deny_added_capabilities", True, True),
+    "apparmor_unconfined": ("docker_authz_deny_apparmor_unconfined", True, True),
+    "selinux_disabled": ("docker_authz_deny_selinux_disabled", True, True),
+    "unmasked_paths": ("docker_authz_deny_unmasked_paths", True, True),
+    "sensitive_mounts": ("docker_authz_deny_sensitive_mounts", True, True),
+    "devices": ("docker_authz_deny_devices", True, True),
+    "plugin_changes": ("docker_authz_deny_plugin_changes", True, True),
+    "readonly_rootfs": ("docker_authz_require_readonly_rootfs", False, False),
+}
+# docker_authz_trusted_registries is a list: the rule "trusted_registries" is on when it is not empty.
+
+DOCKER_DEFAULT_CAPABILITIES = [
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+]
+PROFILE_CAPABILITIES = {"baseline": DOCKER_DEFAULT_CAPABILITIES, "restricted": ["NET_BIND_SERVICE"]}
+
+# Parameters with a fixed default (the role's defaults/main.yml carries the same values; a test
+# compares them).
+PARAMETER_DEFAULTS: dict[str, Any] = {
+    "docker_authz_required_limits": ["memory", "cpu", "pids"],
+    "docker_authz_max_memory_bytes": 0,
+    "docker_authz_max_nano_cpus": 0,
+    "docker_authz_allowed_host_ports": ["1024-65535"],
+    "docker_authz_allowed_host_ips": [],
+    "docker_authz_sensitive_env_keywords": [
+        "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key",
+        "private_key", "credential",
+    ],
+    "docker_authz_sensitive_env_allowed": ["*_FILE"],
+    "docker_authz_allowed_capabilities": None,
+    "docker_authz_sensitive_host_paths": [
+        "/", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sys", "/usr", "/root",
+        "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock", "/run/containerd",
+    ],
+    "docker_authz_trusted_registries": [],
+    "docker_authz_exempt_users": [],
+}
+LIMIT_NAMES = ("memory", "cpu", "pids")
+
+# Every variable the policy is rendered from, in documentation order.
+POLICY_VARIABLES: tuple[str, ...] = (
+    "docker_authz_profile",
+    *(var for var, _b, _r in RULES.values()),
+    *PARAMETER_DEFAULTS,
+)
+
+_TRUE = {"true", "yes", "on", "1", "y", "t"}
+_FALSE = {"false", "no", "off", "0", "n", "f"}
+
+
+class PolicyConfigError(ValueError):
+    """A rule variable has a value the policy cannot be rendered from."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _fail(var: str, problem: str, fix: str) -> PolicyConfigError:
+    return PolicyConfigError(f"{var}: {problem}. {fix}")
+
+
+def _as_bool(var: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _fail(
+        var,
+        f"{value!r} is not a boolean",
+        "Set it to true or false, or leave it unset (null) to let docker_authz_profile decide",
+    )
+
+
+def _as_list(var: str, value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable) or isinstance(value, Mapping):
+        raise _fail(var, f"{value!r} is not a list", f"Give a YAML list of {what}")
+    return list(value)
+
+
+def _as_int(var: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _fail(var, f"{value!r} is not a number", "Give a whole number, 0 for no ceiling")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise _fail(var, f"{value!r} is not a whole number", "Give a whole number, 0 for no ceiling")
+    if number < 0:
+        raise _fail(var, f"{number} is negative", "Give 0 (no ceiling) or a positive number")
+    return number
+
+
+def go_clean(path: str) -> str:
+    """Go ``path.Clean`` for an absolute path: the spelling the policy compares against."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def normalize_capability(name: str) -> str:
+    """``cap_sys_admin``, ``CAP_SYS_ADMIN`` and ``sys_admin`` are all ``SYS_ADMIN``."""
+    upper = name.strip().upper()
+    return upper[4:] if upper.startswith("CAP_") else upper
+
+
+def normalize_registry(entry: str) -> str:
+    """A registry host or ``host/path`` prefix as the policy compares it (lower case, Hub = docker.io)."""
+    value = entry.strip().lower().rstrip("/")
+    host, sep, rest = value.partition("/")
+    if host in ("index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"):
+        host = "docker.io"
+    return host + sep + rest
+
+
+def parse_port_range(var: str, item: Any) -> list[int]:
+    text = str(item).strip() if isinstance(item, (str, int)) and not isinstance(item, bool) else None
+    match = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", text or "")
+    if not match:
+        raise _fail(var, f"{item!r} is not a port or a port range",
+                    'Give ports as "8080" or ranges as "1024-65535"')
+    low = int(match.group(1))
+    high = int(match.group(2) or low)
+    if not 1 <= low <= high <= 65535:
+        raise _fail(var, f"{item!r} is outside 1-65535 or its start is above its end",
+                    'Give ports between 1 and 65535, ranges as "low-high"')
+    return [low, high]
+
+
+def env_pattern(var: str, pattern: Any) -> dict[str, Any]:
+    """``*_FILE`` -> {"prefix": "", "suffix": "_file", "exact": False} (compared lower-cased)."""
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise _fail(var, f"{pattern!r} is not a name pattern", 'Give patterns such as "*_FILE" or "MY_*"')
+    text = pattern.strip().lower()
+    if text.count("*") > 1:
+        raise _fail(var, f"{pattern!r} has more than one *",
+                    'Use at most one * per pattern ("*_FILE", "APP_*", "A*B")')
+    prefix, star, suffix = text.partition("*")
+    return {"prefix": prefix, "suffix": suffix, "exact": not star}
+
+
+# --------------------------------------------------------------------------- the config object
+
+
+def resolve_rules(profile: str, variables: Mapping[str, Any]) -> dict[str, bool]:
+    """Rule id -> enabled: the user's value when set, else the profile's default."""
+    column = PROFILES.index(profile)
+    enabled = {}
+    for rule_id, (var, baseline, restricted) in RULES.items():
+        value = variables.get(var)
+        enabled[rule_id] = (baseline, restricted)[column] if value is None else _as_bool(var, value)
+    return enabled
+
+
+def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the rule variables and return the ``config`` object rendered into authz.rego.
+
+    ``variables`` maps variable names (``docker_authz_...``) to values; a missing or ``None`` rule
+    variable means "the profile decides", a missing parameter takes its documented default.
+    Raises :class:`PolicyConfigError` naming the variable and the fix.
+    """
+    unknown = sorted(k for k in variables if k.startswith(PREFIX) and k not in POLICY_VARIABLES)
+    if unknown:
+        raise PolicyConfigError(
+            f"{', '.join(unknown)}: not a policy variable of hardening.docker_authz. Check the spelling "
+            f"against roles/opa_authz/README.md (rule variables: {', '.join(POLICY_VARIABLES)})"
+        )
+    profile = variables.get("docker_authz_profile") or "baseline"
+    if profile not in PROFILES:
+        raise _fail("docker_authz_profile", f"{profile!r} is not a profile", "Use baseline or restricted")
+
+    def param(name: str) -> Any:
+        value = variables.get(name, PARAMETER_DEFAULTS[name])
+        if value is None and name != "docker_authz_allowed_capabilities":
+            return PARAMETER_DEFAULTS[name]
+        return value
+
+    rules = resolve_rules(profile, variables)
+
+    var = "docker_authz_required_limits"
+    limits = [str(x).strip().lower() for x in _as_list(var, param(var), "limit names")]
+    bad = [x for x in limits if x not in LIMIT_NAMES]
+    if bad:
+        raise _fail(var, f"unknown limit(s) {', '.join(bad)}", f"Use a subset of {', '.join(LIMIT_NAMES)}")
+    if rules["resource_limits"] and not limits:
+        raise _fail(var, "the list is empty while docker_authz_require_resource_limits is on",
+                    "List at least one of memory, cpu, pids, or turn "
+                    "docker_authz_require_resource_limits off")
+
+    var = "docker_authz_allowed_host_ports"
+    ports = [parse_port_range(var, x) for x in _as_list(var, param(var), 'ports or ranges ("1024-65535")')]
+
+    var = "docker_authz_allowed_host_ips"
+    ips: dict[str, bool] = {}
+    for item in _as_list(var, param(var), "IP addresses"):
+        try:
+            ips[str(ipaddress.ip_address(str(item).strip()))] = True
+        except ValueError:
+            raise _fail(
+                var,
+                f"{item!r} is not an IP address",
+                        'Give literal addresses such as "127.0.0.1" or "0.0.0.0" (all IPv4 interfaces)',
+            ) from None
+
+    var = "docker_authz_sensitive_env_keywords"
+    keywords = []
+    for item in _as_list(var, param(var), "keywords"):
+        if not isinstance(item, str) or not item.strip():
+            raise _fail(var, f"{item!r} is not a keyword", 'Give non-empty words such as "password"')
+        keywords.append(item.strip().lower())
+    if rules["sensitive_env"] and not keywords:
+        raise _fail(var, "the list is empty while docker_authz_deny_sensitive_env is on",
+                    "List keywords, or turn docker_authz_deny_sensitive_env off")
+
+    var = "docker_authz_sensitive_env_allowed"
+    allowed_env = [env_pattern(var, x) for x in _as_list(var, param(var), 'name patterns ("*_FILE")')]
+
+    var = "docker_authz_allowed_capabilities"
+    caps_value = param(var)
+    if caps_value is None:
+        caps_list = PROFILE_CAPABILITIES[profile]
+    else:
+        caps_list = _as_list(var, caps_value, "capability names")
+    caps: dict[str, bool] = {}
+    for item in caps_list:
+        cap = normalize_capability(item) if isinstance(item, str) else ""
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", cap):
+            raise _fail(var, f"{item!r} is not a capability name", 'Give names such as "NET_BIND_SERVICE"')
+        if cap == "ALL":
+            raise _fail(
+                var,
+                "ALL cannot be allowed (it is every capability, i.e. --privileged minus devices)",
+                "List the capabilities containers need, or turn docker_authz_deny_added_capabilities off",
+            )
+        caps[cap] = True
+
+    var = "docker_authz_sensitive_host_paths"
+    paths = []
+    for item in _as_list(var, param(var), "absolute host paths"):
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise _fail(var, f"{item!r} is not an absolute path", 'Give host paths such as "/etc"')
+        cleaned = go_clean(item)
+        if cleaned not in paths:
+            paths.append(cleaned)
+
+    var = "docker_authz_trusted_registries"
+    registries = []
+    for item in _as_list(var, param(var), 'registry hosts or "host/path" prefixes'):
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*(/[a-z0-9._/-]+)?/?",
+                                                         item.strip()):
+            raise _fail(var, f"{item!r} is not a registry host or host/path prefix",
+                        'Give entries such as "docker.io", "registry.example.com:5000" or "ghcr.io/my-org" '
+                        "(no scheme, no tag)")
+        registries.append(normalize_registry(item))
+    rules["trusted_registries"] = bool(registries)
+
+    var = "docker_authz_exempt_users"
+    exempt: dict[str, bool] = {}
+    for item in _as_list(var, param(var), "TLS client certificate common names"):
+        if not isinstance(item, str) or not item.strip():
+            raise _fail(var, f"{item!r} is not a user name",
+                        "Give the common names (CN) of TLS client certificates; an empty name would exempt "
+                        "every client of the unix socket")
+        exempt[item.strip()] = True
+
+    return {
+        "rules": rules,
+        "required_limits": {name: True for name in limits},
+        "max_memory_bytes": _as_int("docker_authz_max_memory_bytes", param("docker_authz_max_memory_bytes")),
+        "max_nano_cpus": _as_int("docker_authz_max_nano_cpus", param("docker_authz_max_nano_cpus")),
+        "allowed_host_ports": ports,
+        "allowed_host_ports_text": ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in ports) or "none",
+        "allowed_host_ips": ips,
+        "sensitive_env_keywords": keywords,
+        "sensitive_env_allowed": allowed_env,
+        "allowed_capabilities": caps,
+        "sensitive_host_paths": paths,
+        "trusted_registries": registries,
+        "exempt_users": exempt,
+    }
+
+
+# --------------------------------------------------------------------------- the Rego dialect
+
+DEFAULT_PLUGIN_IMAGE = "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-{arch}"
+_TAG_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:-.*)?")
+
+
+def plugin_tag(image: str) -> tuple[str, bool]:
+    """(tag, has_digest) of a plugin image reference; a missing tag is ``latest``."""
+    name, at, _digest = image.strip().partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.rpartition(":")[2] if ":" in last else ("" if at else "latest")
+    return tag, bool(at)
+
+
+def rego_dialect(image: str | None, rego_version: str | None = "auto") -> str:
+    """``v0`` or ``v1`` for the plugin image (tags 0.2-0.8 embed OPA 0.9.1-0.30: v0; later: v1)."""
+    version = (rego_version or "auto").strip().lower()
+    if version not in REGO_VERSIONS:
+        raise _fail("docker_authz_rego_version", f"{rego_version!r} is not a Rego version",
+                    "Use auto (chosen from docker_authz_plugin_image), v0 (plugin 0.2-0.8) "
+                    "or v1 (plugin 0.9+)")
+    if version != "auto":
+        return version
+    tag, has_digest = plugin_tag(image or DEFAULT_PLUGIN_IMAGE)
+    if tag in ("", "latest", "edge") or (has_digest and not tag):
+        return "v1"
+    match = _TAG_VERSION.fullmatch(tag)
+    if not match:
+        raise _fail("docker_authz_rego_version",
+                    f"the Rego dialect cannot be told from the plugin image tag {tag!r} "
+                    f"(docker_authz_plugin_image={image!r})",
+                    "Set docker_authz_rego_version to v1 (opa-docker-authz 0.9 and later) or v0 "
+                    "(0.2 to 0.8); a policy in the wrong dialect makes every Docker API call fail")
+    major, minor = int(match.group(1)), int(match.group(2))
+    return "v0" if (major, minor) <= (0, 8) else "v1"
+
+
+# --------------------------------------------------------------------------- OPA builtins
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# From the project's reference opa-builtins-by-version.md (read from OPA's own sources).
+
+OPA_0_9_1_BUILTINS = _names(
+    """
+    abs all and any array.concat assign base64.decode base64.encode base64url.decode base64url.encode
+    cast_array cast_boolean cast_null cast_object cast_set cast_string concat contains count
+    crypto.x509.parse_certificates div endswith eq equal format_int gt gte http.send indexof
+    intersection io.jwt.decode io.jwt.verify_es256 io.jwt.verify_hs256 io.jwt.verify_ps256
+    io.jwt.verify_rs256 is_array is_boolean is_null is_number is_object is_set is_string json.marshal
+    json.unmarshal lower lt lte max min minus mul neq or plus product re_match regex.globs_match
+    regex.split rego.parse_module rem replace round set_diff sort split sprintf startswith substring
+    sum time.clock time.date time.now_ns time.parse_duration_ns time.parse_ns time.parse_rfc3339_ns
+    time.weekday to_number trace trim type_name union upper urlquery.decode urlquery.encode
+    urlquery.encode_object walk yaml.marshal yaml.unmarshal
+    """
+)
+OPA_1_3_0_BUILTINS = _names(
+    """
+    abs all and any array.concat array.reverse array.slice assign base64.decode base64.encode
+    base64.is_valid base64url.decode base64url.encode base64url.encode_no_pad bits.and bits.lsh
+    bits.negate bits.or bits.rsh bits.xor cast_array cast_boolean cast_null cast_object cast_set
+    cast_string ceil concat contains count crypto.hmac.equal crypto.hmac.md5 crypto.hmac.sha1
+    crypto.hmac.sha256 crypto.hmac.sha512 crypto.md5 crypto.parse_private_keys crypto.sha1 crypto.sha256
+    crypto.x509.parse_and_verify_certificates crypto.x509.parse_and_verify_certificates_with_options
+    crypto.x509.parse_certificate_request crypto.x509.parse_certificates crypto.x509.parse_keypair
+    crypto.x509.parse_rsa_private_key div endswith eq equal floor format_int glob.match glob.quote_meta
+    graph.reachable graph.reachable_paths graphql.is_valid graphql.parse graphql.parse_and_verify
+    graphql.parse_query graphql.parse_schema graphql.schema_is_valid gt gte hex.decode hex.encode
+    http.send indexof indexof_n internal.member_2 internal.member_3 internal.print internal.test_case
+    intersection io.jwt.decode io.jwt.decode_verify io.jwt.encode_sign io.jwt.encode_sign_raw
+    io.jwt.verify_es256 io.jwt.verify_es384 io.jwt.verify_es512 io.jwt.verify_hs256 io.jwt.verify_hs384
+    io.jwt.verify_hs512 io.jwt.verify_ps256 io.jwt.verify_ps384 io.jwt.verify_ps512 io.jwt.verify_rs256
+    io.jwt.verify_rs384 io.jwt.verify_rs512 is_array is_boolean is_null is_number is_object is_set
+    is_string json.filter json.is_valid json.marshal json.marshal_with_options json.match_schema
+    json.patch json.remove json.unmarshal json.verify_schema lower lt lte max min minus mul neq
+    net.cidr_contains net.cidr_contains_matches net.cidr_expand net.cidr_intersects net.cidr_is_valid
+    net.cidr_merge net.cidr_overlap net.lookup_ip_addr numbers.range numbers.range_step object.filter
+    object.get object.keys object.remove object.subset object.union object.union_n opa.runtime or plus
+    print product providers.aws.sign_req rand.intn re_match regex.find_all_string_submatch_n
+    regex.find_n regex.globs_match regex.is_valid regex.match regex.replace regex.split
+    regex.template_match rego.metadata.chain rego.metadata.rule rego.parse_module rem replace round
+    semver.compare semver.is_valid set_diff sort split sprintf startswith strings.any_prefix_match
+    strings.any_suffix_match strings.count strings.render_template strings.replace_n strings.reverse
+    substring sum time.add_date time.clock time.date time.diff time.format time.now_ns
+    time.parse_duration_ns time.parse_ns time.parse_rfc3339_ns time.weekday to_number trace trim
+    trim_left trim_prefix trim_right trim_space trim_suffix type_name union units.parse
+    units.parse_bytes upper urlquery.decode urlquery.decode_object urlquery.encode
+    urlquery.encode_object uuid.parse uuid.rfc4122 walk yaml.is_valid yaml.marshal yaml.unmarshal
+    """
+)
+
+# Rejected at compile time in v1 mode (OPA 1.x, and 0.60 with `import rego.v1`).
+OPA_DEPRECATED_BUILTINS = _names(
+    "all any cast_array cast_boolean cast_null cast_object cast_set cast_string net.cidr_overlap re_match "
+    "set_diff"
+)
+# In OPA 1.3.0 but not yet in 0.60.0 (plugin 0.9, the oldest that takes a v1 policy).
+OPA_AFTER_0_60_BUILTINS = _names(
+    "crypto.x509.parse_and_verify_certificates_with_options internal.test_case json.marshal_with_options "
+    "strings.count"
+)
+
+
+def allowed_builtins(dialect: str) -> frozenset[str]:
+    """The builtins a policy of this dialect may call: v0 -> OPA 0.9.1 (plugin 0.4); v1 -> OPA 1.3.0
+    without the deprecated ones (and without the four 0.60.0 lacks, so plugin 0.9 runs it too)."""
+    if dialect == "v0":
+        return OPA_0_9_1_BUILTINS
+    if dialect == "v1":
+        return OPA_1_3_0_BUILTINS - OPA_DEPRECATED_BUILTINS - OPA_AFTER_0_60_BUILTINS
+    raise ValueError(f"unknown Rego dialect {dialect!r} (expected v0 or v1)")
