@@ -958,6 +958,44 @@ RAW_SPECS: list[RawSpec] = [
         [ENV],
         bypass_class="key case",
     ),
+    RawSpec(
+        "raw-keycase-devices",
+        "devices (lower case) mapping /dev/null",
+        "POST",
+        f"{API}/containers/create",
+        jbytes(
+            raw_create(
+                {
+                    "devices": [
+                        {
+                            "pathonhost": "/dev/null",
+                            "pathincontainer": "/dev/xnull",
+                            "cgrouppermissions": "rwm",
+                        }
+                    ]
+                }
+            )
+        ),
+        [DEV],
+        bypass_class="key case",
+    ),
+    RawSpec(
+        "raw-unmasked-paths-empty",
+        "MaskedPaths [] and ReadonlyPaths [] (what systempaths=unconfined sends)",
+        "POST",
+        f"{API}/containers/create",
+        jbytes(raw_create({"MaskedPaths": [], "ReadonlyPaths": []})),
+        [UNMASK],
+    ),
+    RawSpec(
+        "raw-keycase-maskedpaths",
+        "maskedpaths [] and readonlypaths [] (lower case)",
+        "POST",
+        f"{API}/containers/create",
+        jbytes(raw_create({"maskedpaths": [], "readonlypaths": []})),
+        [UNMASK],
+        bypass_class="key case",
+    ),
     # duplicate keys
     RawSpec(
         "raw-duplicate-hostconfig",
