@@ -28,6 +28,7 @@ import base64
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ DEFAULT_ARGS = "-policy-file /opa/policies/authz.rego"
 # What opa-docker-authz v0.10 asks for: host networking and a bind mount of /etc/docker.
 DEFAULT_ALLOWED_PRIVILEGES = ("network=host", "mount=/etc/docker")
 DEFAULT_TIMEOUT = 120
+ENABLE_RETRY_SECONDS = 20.0
 STATES = ("present", "enabled", "disabled", "absent")
 
 DEFAULT_DOMAIN = "docker.io"
@@ -848,20 +850,39 @@ class PluginManager:
         self.client.post(f"/plugins/{plugin_id}/set", changes, timeout=self.timeout)
 
     def enable(self, plugin_id: str) -> None:
-        self.client.post(
-            f"/plugins/{plugin_id}/enable",
-            query={"timeout": int(self.timeout)},
-            timeout=self.timeout + 15,
-        )
+        # Right after a failed start the engine answers 409 "error creating containerd container:
+        # id already in use" until containerd has cleaned up the dead shim (seen on 20.10): retry.
+        deadline = time.monotonic() + ENABLE_RETRY_SECONDS
+        while True:
+            try:
+                self.client.post(
+                    f"/plugins/{plugin_id}/enable",
+                    query={"timeout": int(self.timeout)},
+                    timeout=self.timeout + 15,
+                )
+                return
+            except DockerAPIError as exc:
+                if "already enabled" in exc.message:
+                    return
+                if "already in use" not in exc.message or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
+
+    @property
+    def stop_timeout(self) -> float:
+        # the engine gives a plugin 10 s to exit on SIGTERM before it kills it
+        return max(self.timeout, 60.0)
 
     def disable(self, plugin_id: str, force: bool = False) -> None:
         self.client.post(
-            f"/plugins/{plugin_id}/disable", query={"force": force} if force else None, timeout=self.timeout
+            f"/plugins/{plugin_id}/disable",
+            query={"force": force} if force else None,
+            timeout=self.stop_timeout,
         )
 
     def remove(self, plugin_id: str, force: bool = False) -> None:
         self.client.delete(
-            f"/plugins/{plugin_id}", query={"force": force} if force else None, timeout=self.timeout
+            f"/plugins/{plugin_id}", query={"force": force} if force else None, timeout=self.stop_timeout
         )
 
 

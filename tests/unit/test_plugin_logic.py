@@ -79,6 +79,7 @@ class FakeEngine:
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         self.forced: list[str] = []  # paths of requests sent with force=1
         self.fail_enable: str | None = None
+        self.enable_in_use = 0  # answer 409 "id already in use" this many times
         self.n = 0
         self.sock = str(root / "docker.sock")
         (root / "data").mkdir()
@@ -237,6 +238,9 @@ class FakeEngine:
                     return 500, {"message": f"plugin {p['Name']} is already enabled"}, {}
                 if self.fail_enable:
                     return 500, {"message": self.fail_enable}, {}
+                if self.enable_in_use > 0:
+                    self.enable_in_use -= 1
+                    return 409, {"message": "error creating containerd container: id already in use"}, {}
                 p["Enabled"] = True
                 return 200, None, {}
             if op == "disable":
@@ -969,3 +973,20 @@ def test_module_through_ansible_hides_registry_password(engine, tmp_path):
     # (the Refused task comes first: Ansible's error report quotes the playbook lines around it)
     assert "TopSecret42" not in out.stdout + out.stderr + json.dumps(out.results)
     assert inst["invocation"]["module_args"]["registry_auth"]["username"] == "u"
+
+
+def test_enable_retries_while_containerd_still_holds_the_old_container(engine):
+    engine.push(REF_AMD, digest(1))
+    p = engine.add_installed(REF_AMD, enabled=False, args=["-policy-file", "/opa/policies/authz.rego"])
+    engine.enable_in_use = 2
+    assert run(engine)["actions"] == ["enabled"] and p["Enabled"]
+    assert engine.mutations() == [f"POST /plugins/{p['Id']}/enable"] * 3
+
+
+def test_enable_gives_up_on_in_use_after_the_retry_window(engine, monkeypatch):
+    monkeypatch.setattr(P, "ENABLE_RETRY_SECONDS", 0.2)
+    engine.push(REF_AMD, digest(1))
+    engine.add_installed(REF_AMD, enabled=False, args=["-policy-file", "/opa/policies/authz.rego"])
+    engine.enable_in_use = 100
+    err = refused(engine)
+    assert "id already in use" in str(err) and err.details["reason"] == "enable_failed"

@@ -130,7 +130,8 @@ options:
   timeout:
     description:
       - Seconds allowed for each Engine API call (pulls included) and for the plugin to start
-        when it is enabled.
+        when it is enabled. Disable and remove wait at least 60 seconds (the engine gives a
+        plugin 10 seconds to exit before it kills it).
     type: int
     default: 120
   socket:
