@@ -18,6 +18,7 @@ import pytest
 from tests.lib import dind
 from tests.lib.ansible_run import PlaybookRun, run_playbook
 from tests.lib.dind import DindHost
+from tests.policy import harness
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -215,6 +216,22 @@ def test_correct_policy_passes_every_probe(host: DindHost, tmp_path: Path) -> No
     assert [(p["name"], p["outcome"]) for p in checked["probes"]] == [
         (p["name"], p["outcome"]) for p in result["probes"]
     ]
+
+
+@pytest.mark.parametrize("profile", ["baseline", "restricted"])
+def test_rendered_policy_passes_every_probe(host: DindHost, policy, tmp_path: Path, profile: str) -> None:
+    """The role's own policy (authz.rego.j2 rendered as the role does) under the plugin double."""
+    policy(harness.render("v1", profile=profile))
+    t0 = time.monotonic()
+    status, result = result_of(verify(host, tmp_path, {"rules": {"docker_authz_profile": profile}}))
+    took = time.monotonic() - t0
+    per_probe = took / result["counts"]["total"] * 1000
+    print(f"{profile}: {result['counts']} in {took:.1f}s ({per_probe:.0f} ms/probe, SSH included)")
+    assert status == "ok", result.get("msg")
+    assert result["counts"]["failed"] == 0 and result["enforced"] is True
+    assert result["profile"] == profile
+    assert len(result["rules"]) == (10 if profile == "baseline" else 15)
+    nothing_left(host)
 
 
 def test_policy_that_allows_privileged_fails_the_module(host: DindHost, policy, tmp_path: Path) -> None:
