@@ -227,5 +227,11 @@ def api(method: str, path: str, body: Any = None, timeout: float = 120) -> tuple
 def wipe_state() -> None:
     """Remove the private daemon's state (after it stopped)."""
     if STATE.exists():
+        # The stopped daemon can leave mounts under its exec-root (netns/default): unmount ours only.
+        prefix = str(STATE) + "/"
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", point], capture_output=True, check=False)
         # --one-file-system: never follow a mount that a crashed container may have left behind.
         subprocess.run(["rm", "-rf", "--one-file-system", str(STATE)], capture_output=True, check=False)
