@@ -88,16 +88,20 @@ def deny_members(node_json: Any) -> set[str]:
 
 
 class Policy:
-    """One rendered policy, compiled once by regopy, evaluated for many inputs."""
+    """One rendered policy, compiled ONCE by regopy into a bundle, evaluated for many inputs."""
+
+    QUERY = "allow := data.docker.authz.allow; deny := data.docker.authz.deny"
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.rego = regopy.Interpreter()
         self.rego.add_module("authz.rego", text)
+        self.bundle = self.rego.build(self.QUERY, [])
 
     def evaluate(self, input_doc: dict[str, Any]) -> tuple[bool, set[str]]:
-        self.rego.set_input(input_doc)
-        out = self.rego.query("allow := data.docker.authz.allow; deny := data.docker.authz.deny")
+        run = regopy.Interpreter()
+        run.set_input(input_doc)
+        out = run.query_bundle(self.bundle)
         if not out.ok():
             raise AssertionError(f"policy evaluation failed: {out}")
         allow = json.loads(out.binding("allow").json())
@@ -110,8 +114,8 @@ class Policy:
         return self.evaluate(build_input(authz_req))
 
     def query(self, query: str, input_doc: dict[str, Any] | None = None) -> Any:
-        if input_doc is not None:
-            self.rego.set_input(input_doc)
+        """Evaluate any expression against the policy (compiles again: for a few checks)."""
+        self.rego.set_input(input_doc if input_doc is not None else {})
         out = self.rego.query(f"x := {query}")
         if not out.ok():
             raise AssertionError(f"query {query} failed: {out}")
