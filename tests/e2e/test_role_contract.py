@@ -33,10 +33,15 @@ def test_verify_rule_names_are_what_authz_verify_accepts() -> None:
 def test_change_phases_run_inside_the_rollback_block() -> None:
     main = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
     order = [t.get("ansible.builtin.import_tasks") for t in main if "ansible.builtin.import_tasks" in t]
-    assert order == ["validate.yml", "preflight.yml", "render.yml"], "read-only phases first, outside the block"
+    assert order == ["validate.yml", "preflight.yml", "render.yml"], (
+        "read-only phases first, outside the block"
+    )
     block = next(t for t in main if "block" in t)
     assert [t["ansible.builtin.import_tasks"] for t in block["block"]] == [
-        "policy.yml", "plugin.yml", "daemon.yml", "verify.yml",
+        "policy.yml",
+        "plugin.yml",
+        "daemon.yml",
+        "verify.yml",
     ]
     assert [t["ansible.builtin.import_tasks"] for t in block["rescue"]] == ["rollback.yml"]
 

@@ -1,0 +1,263 @@
+"""The role end to end on real Docker Engines (Docker-in-Docker hosts reached over SSH).
+
+The tests of each host run in file order and build on each other's state, like an operator's
+day: preview, converge, re-run, verify, change a rule, survive faults, remove. Every judgement
+is made with the host's own docker CLI and files, not with the role's own reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ALIAS, DENIED, POLICY, ROOT, Fleet
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_timings(request: pytest.FixtureRequest):
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and TIMINGS:
+        reporter.write_line("")
+        for name, seconds in TIMINGS.items():
+            reporter.write_line(f"[e2e timing] {name}: {seconds:.1f}s")
+
+
+def _failed_with(fleet: Fleet, run, text: str) -> str:
+    assert run.returncode != 0, f"the run should have failed:\n{run.stdout[-3000:]}"
+    recap = fleet.recap(run)
+    assert recap["failed"] == 1, recap
+    out = run.stdout + run.stderr
+    assert text in out, f"expected {text!r} in the output:\n{out[-4000:]}"
+    return out
+
+
+# ------------------------------------------------------------------ life cycle of one host
+
+
+def test_check_mode_on_a_fresh_host_reports_and_changes_nothing(fleet: Fleet) -> None:
+    before = fleet.state()
+    run, seconds = fleet.play("harden.yml", args=["--check", "--diff"])
+    TIMINGS["check mode, fresh host"] = seconds
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr
+    recap = fleet.recap(run)
+    assert recap["changed"] > 0 and recap["failed"] == 0, recap
+    assert fleet.state() == before
+    fleet.assert_not_enforced()
+
+
+def test_converge_enforces_the_policy(fleet: Fleet) -> None:
+    pid = fleet.host.dockerd_pid()
+    run, seconds = fleet.play("harden.yml")
+    TIMINGS["first converge"] = seconds
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr
+    assert fleet.recap(run)["failed"] == 0
+    # the real CLI on the host: privileged refused by the plugin, compliant run and docker ps work
+    fleet.assert_enforced()
+    assert fleet.host.dockerd_pid() == pid, "dockerd was restarted; a reload (SIGHUP) is enough"
+    state = fleet.state()
+    assert state.plugins == [
+        {
+            "name": f"{ALIAS}:latest",
+            "enabled": True,
+            "reference": fleet.plugin_ref,
+            "args": ["-policy-file", "/opa/policies/authz.rego"],
+        }
+    ]
+    assert state.daemon_json is not None and f'"{ALIAS}"' in state.daemon_json
+    assert state.policy is not None and "package docker.authz" in state.policy
+    modes = fleet.host.exec("stat", "-c", "%a %U %G %n", "/etc/docker/policies", POLICY).stdout.split("\n")
+    assert modes[0] == "750 root root /etc/docker/policies" and modes[1] == f"640 root root {POLICY}", modes
+    verify = fleet.task(run, "Verify that the plugin enforces the policy")
+    assert verify["status"] == "ok" and not verify["result"]["changed"]
+    assert verify["result"]["counts"]["failed"] == 0
+    assert any(p["name"] == "privileged" and p["outcome"] == "denied" for p in verify["result"]["probes"])
+
+
+def test_second_converge_changes_nothing(fleet: Fleet) -> None:
+    before = fleet.state()
+    run, seconds = fleet.play("harden.yml")
+    TIMINGS["second converge (no change)"] = seconds
+    assert run.returncode == 0, run.stdout[-4000:]
+    recap = fleet.recap(run)
+    assert recap["changed"] == 0 and recap["failed"] == 0, (recap, run.stdout[-4000:])
+    assert fleet.state() == before
+    fleet.assert_enforced()
+
+
+def test_check_mode_on_the_hardened_host_reports_no_change(fleet: Fleet) -> None:
+    before = fleet.state()
+    run, _ = fleet.play("harden.yml", args=["--check"])
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.recap(run)["changed"] == 0, run.stdout[-4000:]
+    assert fleet.state() == before
+
+
+def test_verify_playbook_changes_nothing(fleet: Fleet) -> None:
+    before = fleet.state()
+    run, seconds = fleet.play("verify.yml")
+    TIMINGS["verify.yml"] = seconds
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.recap(run)["changed"] == 0
+    assert "privileged" in run.stdout and "denied" in run.stdout
+    assert fleet.state() == before
+
+
+def test_toggling_a_rule_changes_enforcement_without_a_restart(fleet: Fleet) -> None:
+    h = fleet.host
+    keeper = h.docker("run", "-d", "--user", "1000:1000", "local/busybox", "sleep", "3600").stdout.strip()
+    pid = h.dockerd_pid()
+    # the root user is allowed by the baseline profile
+    fleet.compliant_run()
+    run, seconds = fleet.play("harden.yml", {"docker_authz_deny_root_user": True})
+    TIMINGS["rule toggle (policy only)"] = seconds
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert fleet.ran(run, "Send SIGHUP") == [], "a policy-only change needs no reload"
+    assert fleet.ran(run, "Verify that the plugin enforces the policy"), "it is still verified"
+    denied = h.docker("run", "--rm", "local/busybox", "true", check=False)
+    assert f"{DENIED} {ALIAS}" in denied.stderr, denied.stderr
+    fleet.compliant_run("--user", "1000:1000")
+    # back to the profile's default
+    run, _ = fleet.play("harden.yml")
+    assert run.returncode == 0, run.stdout[-6000:]
+    fleet.compliant_run()
+    assert h.dockerd_pid() == pid, "dockerd restarted"
+    running = h.docker("inspect", "-f", "{{.State.Running}}", keeper).stdout.strip()
+    assert running == "true", "a container started before the rule changes stopped"
+    h.docker("rm", "-f", keeper, check=False)
+
+
+def test_fault_verification_failure_rolls_back(fleet: Fleet) -> None:
+    before = fleet.state()
+    pid = fleet.host.dockerd_pid()
+    # The policy stops denying privileged runs, while verification still expects the denial.
+    run, seconds = fleet.play(
+        "harden.yml",
+        {"docker_authz_deny_privileged": False, "docker_authz_verify_rules": {"deny_privileged": True}},
+    )
+    TIMINGS["fault: verification failure + rollback"] = seconds
+    out = _failed_with(fleet, run, "Verify that the plugin enforces the policy")
+    assert "Rolled back" in out
+    assert fleet.task(run, "Restore the previous policy file")["result"]["changed"]
+    assert fleet.state() == before
+    assert fleet.host.dockerd_pid() == pid
+    fleet.assert_enforced()
+
+
+def test_fault_plugin_that_fails_to_start_rolls_back(fleet: Fleet) -> None:
+    before = fleet.state()
+    run, seconds = fleet.play(
+        "harden.yml", {"docker_authz_plugin_args": "-policy-file /opa/policies/authz.rego -no-such-flag"}
+    )
+    TIMINGS["fault: plugin fails to start + rollback"] = seconds
+    out = _failed_with(fleet, run, "Install, configure and enable the plugin")
+    assert "Rolled back" in out
+    # args change on a hooked plugin: it was unhooked (reload) before it was touched
+    assert fleet.task(run, "Remove the plugin from authorization-plugins before changing it")["result"][
+        "changed"
+    ]
+    assert fleet.state() == before
+    fleet.assert_enforced()
+
+
+def test_remove_playbook_leaves_a_daemon_without_authorization(fleet: Fleet) -> None:
+    pid = fleet.host.dockerd_pid()
+    run, seconds = fleet.play("remove.yml")
+    TIMINGS["remove.yml"] = seconds
+    assert run.returncode == 0, run.stdout[-4000:]
+    state = fleet.state()
+    assert state.plugins == []
+    assert ALIAS not in (state.daemon_json or "")
+    assert state.policy is not None, "policies are kept unless docker_authz_remove_policies is true"
+    fleet.assert_not_enforced()
+    fleet.compliant_run()
+    assert fleet.host.dockerd_pid() == pid
+    run, _ = fleet.play("remove.yml", {"docker_authz_remove_policies": True})
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.recap(run)["changed"] == 2, "only the policy file and its folder should go"
+    state = fleet.state()
+    assert state.policy is None and not state.policy_dir
+    fleet.api_works()
+
+
+# ------------------------------------------------------------------ faults on a fresh host
+
+
+def test_fault_policy_that_does_not_compile_never_reaches_the_host(
+    fresh_fleet: Fleet, tmp_path: Path
+) -> None:
+    """A template regression (here: a copy of the collection whose template emits invalid Rego)
+    is stopped by the compile check on the controller: nothing reaches the host."""
+    collections = broken_template_collection(tmp_path)
+    before = fresh_fleet.state()
+    run, _ = fresh_fleet.play("harden.yml", env={"ANSIBLE_COLLECTIONS_PATH": str(collections)})
+    _failed_with(fresh_fleet, run, "Compile the policy on the controller")
+    assert fresh_fleet.task(run, "Compile the policy on the controller")["status"] == "failed"
+    assert fresh_fleet.ran(run, "Write the policy file") == []
+    assert fresh_fleet.ran(run, "Record why the run failed") == [], (
+        "nothing was changed, so nothing to roll back"
+    )
+    assert fresh_fleet.state() == before
+    fresh_fleet.assert_not_enforced()
+
+
+def broken_template_collection(tmp: Path) -> Path:
+    """ansible_collections/hardening/docker_authz linking to the checkout, except the template."""
+    src = ROOT / "collection"
+    dest = tmp / "collections" / "ansible_collections" / "hardening" / "docker_authz"
+    role = dest / "roles" / "opa_authz"
+    (role / "templates").mkdir(parents=True)
+    for name in ("galaxy.yml", "meta", "plugins", "playbooks"):
+        (dest / name).symlink_to((src / name).resolve())
+    real_role = (src / "roles" / "opa_authz").resolve()
+    for child in real_role.iterdir():
+        if child.name != "templates":
+            (role / child.name).symlink_to(child)
+    template = (real_role / "templates" / "authz.rego.j2").read_text()
+    (role / "templates" / "authz.rego.j2").write_text(template + "\nallow if { input.Method == }\n")
+    return tmp / "collections"
+
+
+def test_fault_daemon_json_invalid_before_the_run(fresh_fleet: Fleet) -> None:
+    h = fresh_fleet.host
+    broken = '{"log-level": "info",,}\n'
+    h.write_file("/etc/docker/daemon.json", broken)
+    try:
+        before = fresh_fleet.state()
+        run, _ = fresh_fleet.play("harden.yml")
+        out = _failed_with(fresh_fleet, run, "daemon.json")
+        assert "line 1" in out or "column" in out, out[-3000:]
+        assert fresh_fleet.state() == before
+        assert h.read_file("/etc/docker/daemon.json") == broken
+        fresh_fleet.assert_not_enforced()
+    finally:
+        h.exec("rm", "-f", "/etc/docker/daemon.json")
+
+
+def test_fault_dockerd_not_running(fresh_fleet: Fleet) -> None:
+    h = fresh_fleet.host
+    h.stop_dockerd()
+    try:
+        run, _ = fresh_fleet.play("harden.yml")
+        _failed_with(fresh_fleet, run, "dockerd is not running")
+    finally:
+        h.start_dockerd()
+    fresh_fleet.assert_not_enforced()
+    state = fresh_fleet.state()
+    assert state.plugins == [] and state.daemon_json is None and state.policy is None
+
+
+def test_fault_plugin_image_that_does_not_exist_rolls_back(fresh_fleet: Fleet) -> None:
+    before = fresh_fleet.state()
+    missing = "127.0.0.1:5000/opa-docker-authz-double:v0.0-does-not-exist-linux-amd64"
+    run, seconds = fresh_fleet.play("harden.yml", {"docker_authz_plugin_image": missing})
+    TIMINGS["fault: missing plugin image + rollback"] = seconds
+    out = _failed_with(fresh_fleet, run, "Rolled back")
+    assert "not found" in out or "unknown" in out.lower(), out[-3000:]
+    assert fresh_fleet.state() == before, "the policy written before the plugin step must be gone"
+    fresh_fleet.assert_not_enforced()
