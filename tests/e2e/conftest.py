@@ -27,6 +27,15 @@ POLICY = "/etc/docker/policies/authz.rego"
 DAEMON_JSON = "/etc/docker/daemon.json"
 BUSYBOX = "local/busybox:latest"
 ROLE = "hardening.docker_authz.opa_authz : "
+# Wall time of notable playbook runs, printed at the end of the session (numbers, not asserts).
+TIMINGS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("end-to-end timings (wall clock, ansible-playbook over SSH)")
+        for name, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{name:45s} {seconds:6.1f}s")
 
 
 @dataclass

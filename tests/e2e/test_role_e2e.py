@@ -11,21 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ALIAS, DENIED, POLICY, ROOT, Fleet
+from tests.e2e.conftest import ALIAS, DENIED, POLICY, ROOT, TIMINGS, Fleet
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _print_timings(request: pytest.FixtureRequest):
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and TIMINGS:
-        reporter.write_line("")
-        for name, seconds in TIMINGS.items():
-            reporter.write_line(f"[e2e timing] {name}: {seconds:.1f}s")
 
 
 def _failed_with(fleet: Fleet, run, text: str) -> str:
