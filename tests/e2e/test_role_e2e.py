@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ALIAS, DENIED, POLICY, ROOT, TIMINGS, Fleet
+from tests.lib import dind
+from tests.lib.ansible_run import run_playbook
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -249,3 +251,33 @@ def test_fault_plugin_image_that_does_not_exist_rolls_back(fresh_fleet: Fleet) -
     assert "not found" in out or "unknown" in out.lower(), out[-3000:]
     assert fresh_fleet.state() == before, "the policy written before the plugin step must be gone"
     fresh_fleet.assert_not_enforced()
+
+
+# ------------------------------------------------------------------ rollout across hosts
+
+
+def test_canary_rollout_stops_at_the_first_failed_host(
+    tmp_path: Path, dind_image: str, dind_ssh_key: Path, plugin_double: str
+) -> None:
+    """serial=1 and max_fail_percentage=0: a failed first host keeps the rest untouched."""
+    hosts = dind.start_hosts(2, dind_ssh_key)
+    try:
+        first, second = hosts
+        first.write_file("/etc/docker/daemon.json", "{not json\n")
+        inventory = dind.write_inventory(
+            tmp_path / "inventory.yml", hosts, docker_authz_plugin_image=plugin_double
+        )
+        run = run_playbook(
+            ROOT / "playbooks" / "harden.yml",
+            tmp_path,
+            inventory=inventory,
+            extra_vars={"docker_authz_serial": 1, "docker_authz_max_fail_percentage": 0},
+        )
+        assert run.returncode != 0
+        assert run.recap(first.name)["failed"] == 1
+        assert second.name not in {r["host"] for r in run.results}, "the second batch must not start"
+        assert second.exec("test", "-e", "/etc/docker/daemon.json", check=False).returncode != 0
+        assert second.docker("plugin", "ls", "-q").stdout.strip() == ""
+    finally:
+        for h in hosts:
+            h.remove()
