@@ -72,8 +72,9 @@ def variables(**overrides: Any) -> dict[str, Any]:
 def render(dialect: str = "v1", **overrides: Any) -> str:
     """The policy text for these variables; ``dialect`` picks the plugin image (v0: tag 0.4)."""
     values = variables(**overrides)
-    if "docker_authz_plugin_image" not in {k if k.startswith("docker_authz_") else "docker_authz_" + k
-                                           for k in overrides}:
+    if "docker_authz_plugin_image" not in {
+        k if k.startswith("docker_authz_") else "docker_authz_" + k for k in overrides
+    }:
         values["docker_authz_plugin_image"] = V0_IMAGE if dialect == "v0" else V1_IMAGE
     return _template().render(ansible_managed=ANSIBLE_MANAGED, **values)
 
@@ -129,8 +130,15 @@ def compiled(dialect: str = "v1", **overrides: Any) -> Policy:
     return Policy(render(dialect, **plain))
 
 
-def request(method: str, uri: str, body: Any = None, *, content_type: str | None = "application/json",
-            headers: dict[str, str] | None = None, user: str = "") -> dict[str, Any]:
+def request(
+    method: str,
+    uri: str,
+    body: Any = None,
+    *,
+    content_type: str | None = "application/json",
+    headers: dict[str, str] | None = None,
+    user: str = "",
+) -> dict[str, Any]:
     """An AuthZReq as the daemon sends it for this HTTP request (hand-made fixtures)."""
     hdrs = dict(headers or {})
     raw = None

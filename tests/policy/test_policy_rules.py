@@ -1,0 +1,359 @@
+"""Every rule on hand-made requests: denied when on, allowed when off, profile defaults,
+parameters; both dialects (regopy evaluates v0 and v1)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from module_utils.policy import RULES
+from tests.policy.harness import compiled
+from tests.policy.requests import (
+    create,
+    exec_create,
+    read,
+    service,
+    update,
+    volume,
+    write,
+)
+
+DIALECTS = ("v1", "v0")
+ALL_OFF = {var: False for var, _b, _r in RULES.values()}
+ALLOW_ALL_SECCOMP = json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []})
+STRICT_SECCOMP = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []})
+
+# rule id -> requests it must deny (each breaks only that rule), requests it must allow.
+DENY: dict[str, list[dict]] = {
+    "privileged": [create(host_config={"Privileged": True}), exec_create({"Privileged": True})],
+    "seccomp_unconfined": [
+        create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp=unconfined"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp:unconfined"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp=UNCONFINED"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", f"seccomp={ALLOW_ALL_SECCOMP}"]}),
+        service({"Privileges": {"Seccomp": {"Mode": "unconfined"}}}),
+    ],
+    "no_new_privileges": [
+        create(host_config={"SecurityOpt": None}),
+        create(host_config={"SecurityOpt": ["no-new-privileges=false"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "no-new-privileges:false"]}),
+    ],
+    "resource_limits": [
+        create(host_config={"Memory": 0}),
+        create(host_config={"NanoCpus": 0}),
+        create(host_config={"PidsLimit": -1}),
+        create(host_config={"PidsLimit": None}),
+        update({"Memory": -1}),
+        update({"MemorySwap": -1}),
+        update({"PidsLimit": 0}),
+        update({"CpuQuota": -1}),
+    ],
+    "ports": [
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "80"}]}}),
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "1000-1100"}]}}),
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "http"}]}}),
+        create(host_config={"PublishAllPorts": True}),
+    ],
+    "root_user": [
+        create({"User": ""}),
+        create({"User": "root"}),
+        create({"User": "0"}),
+        create({"User": "0:0"}),
+        create({"User": "root:root"}),
+        create({"User": "00"}),
+        create({"User": "+0:1000"}),
+        exec_create({"User": "root"}),
+        exec_create({"User": "0:0"}),
+    ],
+    "sensitive_env": [
+        create({"Env": ["DB_PASSWORD=x"]}),
+        create({"Env": ["github_token=x"]}),
+        create({"Env": ["My_Api_Key=1"]}),
+        exec_create({"Env": ["SECRET=1"]}),
+        service({"Env": ["AWS_ACCESS_KEY=1"]}),
+    ],
+    "host_namespaces": [
+        create(host_config={"NetworkMode": "host"}),
+        create(host_config={"PidMode": "host"}),
+        create(host_config={"IpcMode": "host"}),
+        create(host_config={"UTSMode": "host"}),
+        create(host_config={"UsernsMode": "host"}),
+        create(host_config={"CgroupnsMode": "host"}),
+        write("POST", "/v1.41/build?networkmode=host&t=x", None),
+        service(task_template={"Networks": [{"Target": "host"}]}),
+    ],
+    "capabilities": [
+        create(host_config={"CapAdd": ["CAP_SYS_ADMIN"]}),
+        create(host_config={"CapAdd": ["sys_admin"]}),
+        create(host_config={"CapAdd": "SYS_ADMIN"}),  # a string is a one-element list to the daemon
+        create(host_config={"CapAdd": ["all"]}),
+        create(host_config={"CapAdd": ["NET_RAW"]}),  # in Docker's default set, not in restricted's
+        service({"CapabilityAdd": ["CAP_NET_ADMIN"]}),
+    ],
+    "apparmor_unconfined": [
+        create(host_config={"SecurityOpt": ["no-new-privileges", "apparmor=unconfined"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "apparmor:unconfined"]}),
+        service({"Privileges": {"AppArmor": {"Mode": "disabled"}}}),
+    ],
+    "selinux_disabled": [
+        create(host_config={"SecurityOpt": ["no-new-privileges", "label=disable"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "label:disable"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "disable"]}),
+        service({"Privileges": {"SELinuxContext": {"Disable": True}}}),
+    ],
+    "unmasked_paths": [
+        create(host_config={"MaskedPaths": [], "ReadonlyPaths": []}),
+        create(host_config={"MaskedPaths": ["/nothing"]}),
+    ],
+    "sensitive_mounts": [
+        create(host_config={"Binds": ["/etc:/host-etc"]}),
+        create(host_config={"Binds": ["//etc:/host-etc:ro"]}),
+        create(host_config={"Binds": ["/etc/:/host-etc"]}),
+        create(host_config={"Binds": ["/etc/.:/host-etc"]}),
+        create(host_config={"Binds": ["/var/run/../run/docker.sock:/docker.sock"]}),
+        create(host_config={"Binds": ["/srv/../../etc:/x"]}),
+        create(host_config={"Binds": ["/:/host"]}),
+        create(host_config={"Binds": ["/var/lib/docker/volumes:/v"]}),
+        create(host_config={"Mounts": [{"Type": "bind", "Source": "/proc", "Target": "/p"}]}),
+        create(
+            host_config={
+                "Mounts": [
+                    {
+                        "Type": "volume",
+                        "Target": "/x",
+                        "VolumeOptions": {
+                            "DriverConfig": {
+                                "Name": "local",
+                                "Options": {"type": "none", "o": "bind", "device": "/etc"},
+                            }
+                        },
+                    }
+                ]
+            }
+        ),
+        volume({"type": "none", "o": "bind", "device": "/etc"}),
+        volume({"type": "none", "o": "bind", "device": "/run/containerd/"}),
+        service({"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}),
+    ],
+    "devices": [
+        create(
+            host_config={
+                "Devices": [
+                    {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}
+                ]
+            }
+        ),
+        create(host_config={"DeviceCgroupRules": ["b 8:* rmw"]}),
+    ],
+    "plugin_changes": [
+        write("POST", "/v1.41/plugins/pull?remote=127.0.0.1:5000/p:1&name=p", None),
+        write("POST", "/v1.41/plugins/opa-docker-authz:latest/disable", None),
+        write("POST", "/v1.41/plugins/127.0.0.1:5000/opa:v0.10/disable", None),
+        write("POST", "/v1.41/plugins/p/enable?timeout=0", None),
+        write("DELETE", "/v1.41/plugins/p?force=1", None),
+        write("POST", "/v1.41/plugins/p/upgrade?remote=x", None),
+        write("POST", "/v1.41/plugins/create?name=p", None),
+        service(task_template={"Runtime": "plugin", "PluginSpec": {"Name": "p", "Remote": "x"}}),
+    ],
+    "readonly_rootfs": [
+        create(host_config={"ReadonlyRootfs": False}),
+        service({"ReadOnly": False}),
+    ],
+}
+
+ALLOW: dict[str, list[dict]] = {
+    "privileged": [create(host_config={"Privileged": False}), exec_create({"Privileged": False})],
+    "seccomp_unconfined": [
+        create(host_config={"SecurityOpt": ["no-new-privileges", f"seccomp={STRICT_SECCOMP}"]})
+    ],
+    "no_new_privileges": [
+        create(host_config={"SecurityOpt": ["no-new-privileges:true"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges=false", "no-new-privileges=1"]}),
+    ],
+    "resource_limits": [
+        create(host_config={"NanoCpus": 0, "CpuQuota": 50000, "CpuPeriod": 100000}),
+        update({"Memory": 134217728, "MemorySwap": 268435456}),
+        update({"RestartPolicy": {"Name": "always"}}),
+    ],
+    "ports": [
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}),
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}),
+        create(host_config={"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}),
+    ],
+    "root_user": [
+        create({"User": "1000"}),
+        create({"User": "nobody:nogroup"}),
+        exec_create({"User": ""}),
+        exec_create({"User": "1000"}),
+    ],
+    "sensitive_env": [
+        create({"Env": ["DB_PASSWORD_FILE=/run/secrets/db", "PATH=/bin"]}),
+        exec_create({"Env": ["A=1"]}),
+    ],
+    "host_namespaces": [
+        create(host_config={"NetworkMode": "bridge", "PidMode": "", "IpcMode": "private"}),
+        write("POST", "/v1.41/build?networkmode=default&t=x", None),
+    ],
+    "capabilities": [
+        create(host_config={"CapAdd": ["NET_BIND_SERVICE"]}),
+        create(host_config={"CapAdd": None}),
+    ],
+    "apparmor_unconfined": [
+        create(host_config={"SecurityOpt": ["no-new-privileges", "apparmor=docker-default"]})
+    ],
+    "selinux_disabled": [
+        create(host_config={"SecurityOpt": ["no-new-privileges", "label=level:s0:c100,c200"]})
+    ],
+    "unmasked_paths": [create(host_config={"MaskedPaths": None, "ReadonlyPaths": None})],
+    "sensitive_mounts": [
+        create(host_config={"Binds": ["/srv/data:/data", "named:/named", "/etcetera:/x"]}),
+        create(host_config={"Mounts": [{"Type": "volume", "Source": "data", "Target": "/data"}]}),
+        volume({"type": "tmpfs", "device": "tmpfs", "o": "size=10m"}),
+        volume({"type": "none", "o": "bind", "device": "/srv/shared"}),
+    ],
+    "devices": [create(host_config={"Devices": [], "DeviceCgroupRules": None})],
+    "plugin_changes": [read("/v1.41/plugins"), read("/v1.41/plugins/p/json")],
+    "readonly_rootfs": [create(host_config={"ReadonlyRootfs": True})],
+}
+
+CASES = [(rule, i, req) for rule, reqs in DENY.items() for i, req in enumerate(reqs)]
+GOOD = [(rule, i, req) for rule, reqs in ALLOW.items() for i, req in enumerate(reqs)]
+
+
+def only(rule_id: str, dialect: str, value: bool = True, **params):
+    var = RULES[rule_id][0]
+    return compiled(dialect, profile="restricted", **{**ALL_OFF, var: value}, **params)
+
+
+def test_every_rule_has_cases():
+    assert set(DENY) == set(RULES) == set(ALLOW)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("rule", "index", "req"), CASES, ids=[f"{r}-{i}" for r, i, _ in CASES])
+def test_rule_on_denies(rule, index, req, dialect):
+    allow, deny = only(rule, dialect).decide(req)
+    assert not allow
+    assert any(reason.startswith(rule + ":") for reason in deny), deny
+    assert all(reason.startswith(rule + ":") for reason in deny), f"other reasons too: {deny}"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("rule", "index", "req"), CASES, ids=[f"{r}-{i}" for r, i, _ in CASES])
+def test_rule_off_allows(rule, index, req, dialect):
+    allow, deny = only(rule, dialect, value=False).decide(req)
+    assert allow, deny
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(("rule", "index", "req"), GOOD, ids=[f"{r}-{i}" for r, i, _ in GOOD])
+def test_rule_on_allows_ordinary_requests(rule, index, req, dialect):
+    """The restricted profile (every rule of it on, plus this one) allows them."""
+    var = RULES[rule][0]
+    allow, deny = compiled(dialect, profile="restricted", **{var: True}).decide(req)
+    assert allow, deny
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("profile", ["baseline", "restricted"])
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_profile_defaults(rule, profile, dialect):
+    on = RULES[rule][1] if profile == "baseline" else RULES[rule][2]
+    req = DENY[rule][0]
+    _allow, deny = compiled(dialect, profile=profile).decide(req)
+    assert any(r.startswith(rule + ":") for r in deny) == on, deny
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_user_value_wins_over_profile(dialect):
+    privileged = DENY["privileged"][0]
+    assert compiled(dialect, profile="restricted").decide(privileged)[0] is False
+    allow, reasons = compiled(dialect, profile="restricted", deny_privileged=False).decide(privileged)
+    assert allow, reasons
+    no_nnp = DENY["no_new_privileges"][0]
+    assert compiled(dialect, profile="baseline").decide(no_nnp)[0] is True
+    allow, deny = compiled(dialect, profile="baseline", require_no_new_privileges=True).decide(no_nnp)
+    assert not allow and any(r.startswith("no_new_privileges:") for r in deny)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_baseline_allows_dockers_default_capabilities(dialect):
+    net_raw = create(host_config={"CapAdd": ["NET_RAW", "cap_chown"]})
+    assert compiled(dialect, profile="baseline").decide(net_raw)[0] is True
+    allow, deny = compiled(dialect, profile="baseline").decide(create(host_config={"CapAdd": ["SYS_ADMIN"]}))
+    assert not allow and deny == {"capabilities: adding capability SYS_ADMIN is not allowed"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_parameters(dialect):
+    caps = only("capabilities", dialect, allowed_capabilities=("sys_ptrace",))
+    assert caps.decide(create(host_config={"CapAdd": ["CAP_SYS_PTRACE"]}))[0] is True
+    assert caps.decide(create(host_config={"CapAdd": ["ALL"]}))[0] is False
+    ports = only("ports", dialect, allowed_host_ports=("80", "8000-8100"), allowed_host_ips=("127.0.0.1",))
+    assert ports.decide(
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "80"}]}})
+    )[0]
+    allow, deny = ports.decide(
+        create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "80"}]}})
+    )
+    assert not allow and any("host IP 0.0.0.0" in r for r in deny)
+    assert not ports.decide(create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1"}]}}))[
+        0
+    ]  # dynamic
+    limits = only(
+        "resource_limits",
+        dialect,
+        required_limits=("memory",),
+        max_memory_bytes=100000000,
+        max_nano_cpus=1000000000,
+    )
+    assert limits.decide(create(host_config={"NanoCpus": 0, "PidsLimit": 0}))[0] is True
+    allow, deny = limits.decide(create(host_config={"Memory": 200000000}))
+    assert not allow and deny == {
+        "resource_limits: a memory limit of 200000000 bytes is above the ceiling of 100000000"
+    }
+    assert not limits.decide(create(host_config={"NanoCpus": 2000000000}))[0]
+    assert not limits.decide(create(host_config={"NanoCpus": 0, "CpuQuota": 400000, "CpuPeriod": 100000}))[0]
+    assert not limits.decide(update({"Memory": 999999999}))[0]
+    env = only(
+        "sensitive_env", dialect, sensitive_env_keywords=("hunter",), sensitive_env_allowed=("HUNTER_OK",)
+    )
+    assert env.decide(create({"Env": ["DB_PASSWORD=x", "HUNTER_OK=1"]}))[0] is True
+    assert env.decide(create({"Env": ["hunter2=x"]}))[0] is False
+    mounts = only("sensitive_mounts", dialect, sensitive_host_paths=("/srv/secret/",))
+    assert mounts.decide(create(host_config={"Binds": ["/etc:/etc"]}))[0] is True
+    assert mounts.decide(create(host_config={"Binds": ["/srv/secret/x:/x"]}))[0] is False
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_trusted_registries(dialect):
+    policy = compiled(
+        dialect, profile="baseline", trusted_registries=("127.0.0.1:5000", "ghcr.io/my-org", "docker.io")
+    )
+    allowed = [
+        "127.0.0.1:5000/x/busybox:1",
+        "busybox",
+        "library/busybox:latest",
+        "docker.io/library/busybox",
+        "index.docker.io/library/busybox",
+        "ghcr.io/my-org/app@sha256:" + "a" * 64,
+        "ghcr.io/my-org/team/app:1",
+    ]
+    denied = [
+        "quay.io/evil/busybox:latest",
+        "ghcr.io/my-org-evil/app",
+        "ghcr.io/other/app",
+        "localhost:5000/x",
+        "127.0.0.1:5001/x",
+    ]
+    for image in allowed:
+        assert policy.decide(create({"Image": image}))[0] is True, image
+    for image in denied:
+        allow, deny = policy.decide(create({"Image": image}))
+        assert not allow and any(r.startswith("trusted_registries:") for r in deny), image
+    assert policy.decide(write("POST", "/v1.41/images/create?fromImage=quay.io%2Fevil%2Fx&tag=1"))[0] is False
+    assert policy.decide(write("POST", "/v1.41/images/create?fromImage=busybox&tag=latest"))[0] is True
+    assert policy.decide(service({"Image": "quay.io/evil/x:1"}))[0] is False
+    hub_only_off = compiled(dialect, profile="baseline", trusted_registries=("127.0.0.1:5000",))
+    assert hub_only_off.decide(create({"Image": "busybox"}))[0] is False
