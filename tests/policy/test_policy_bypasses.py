@@ -1,0 +1,297 @@
+"""Every class of ../shared/reference/bypass-classes.md that a policy can stop, on crafted
+requests, both dialects and both profiles; the ones no policy can stop are pinned down as
+documented limits (docs/policy.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.opa_docker_authz_double.opa_input import build_input
+from tests.policy.harness import compiled
+from tests.policy.requests import COMPLIANT_HOST_CONFIG, IMAGE, body_create, create, raw, write
+
+DIALECTS = ("v1", "v0")
+PROFILES = ("baseline", "restricted")
+matrix = pytest.mark.parametrize(("dialect", "profile"), [(d, p) for d in DIALECTS for p in PROFILES])
+
+
+def denied(policy, req, prefix: str | None = None) -> bool:
+    allow, deny = policy.decide(req)
+    if prefix is None:
+        return not allow
+    return not allow and any(r.startswith(prefix) for r in deny)
+
+
+def compliant_body(**host_config) -> dict:
+    return body_create(None, host_config)
+
+
+# ---- key case ----------------------------------------------------------------------------
+KEY_CASE = {
+    "hostconfig-privileged": '{"Image": "%s", "User": "1000", "hostconfig": {"privileged": true}}',
+    "PRIVILEGED": '{"Image": "%s", "User": "1000", "HostConfig": {"PRIVILEGED": true}}',
+    "capadd": '{"Image": "%s", "User": "1000", "HostConfig": {"capadd": ["SYS_ADMIN"]}}',
+    "binds": '{"Image": "%s", "User": "1000", "HostConfig": {"binds": ["/etc:/x"]}}',
+    "mounts-type": '{"Image": "%s", "HostConfig": {"MOUNTS": [{"TYPE": "bind", "source": "/etc"}]}}',
+    "networkmode": '{"Image": "%s", "User": "1000", "HostConfig": {"networkmode": "host"}}',
+    "securityopt": '{"Image": "%s", "User": "1000", "HostConfig": {"securityopt": ["seccomp=unconfined"]}}',
+    # Go's encoding/json folds U+017F (long s) to "s" and U+212A (Kelvin) to "k".
+    "long-s": '{"Image": "%s", "User": "1000", "HostConfig": {"Bind\u017f": ["/etc:/x"]}}',
+    "kelvin": '{"Image": "%s", "User": "1000", "HostConfig": {"Networ\u212amode": "host"}}',
+    "toplevel-hostconfig-field": '{"Image": "%s", "User": "1000", "Privileged": true}',
+}
+
+
+@matrix
+@pytest.mark.parametrize("name", sorted(KEY_CASE))
+def test_key_case_at_every_depth(name, dialect, profile):
+    req = raw("POST", "/v1.41/containers/create", KEY_CASE[name] % IMAGE)
+    assert denied(compiled(dialect, profile=profile), req)
+
+
+@matrix
+def test_user_key_case_counts_for_restricted(dialect, profile):
+    req = raw("POST", "/v1.41/containers/create", json.dumps({**compliant_body(), "User": None, "user": "0"}))
+    assert denied(compiled(dialect, profile=profile), req, "root_user:") == (profile == "restricted")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_keys_differing_only_in_case_with_different_values_are_ambiguous(dialect):
+    text = '{"Image": "%s", "HostConfig": {"Privileged": false}, "hostconfig": {"Privileged": true}}'
+    allow, deny = compiled(dialect, profile="baseline").decide(
+        raw("POST", "/containers/create", text % IMAGE)
+    )
+    assert not allow and any(r.startswith("body: keys that differ only in case") for r in deny), deny
+    same = '{"Image": "%s", "Labels": {"a": "1", "A": "1"}, "HostConfig": {}}'
+    assert compiled(dialect, profile="baseline").decide(raw("POST", "/containers/create", same % IMAGE))[0]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_duplicate_keys_are_a_documented_limit(dialect):
+    """The daemon merges repeated objects; a JSON parser (the plugin's, Python's) keeps the last
+    one. The policy sees only the last HostConfig: no policy can stop this (docs/policy.md)."""
+    hc1, hc2 = '"HostConfig": {"Privileged": true}', '"HostConfig": {"Memory": 67108864}'
+    text = f'{{"Image": "{IMAGE}", {hc1}, {hc2}}}'
+    doc = build_input(raw("POST", "/v1.41/containers/create", text))
+    assert doc["Body"]["HostConfig"] == {"Memory": 67108864}
+    assert compiled(dialect, profile="baseline").evaluate(doc)[0] is True
+
+
+# ---- path spelling -----------------------------------------------------------------------
+PATHS = [
+    "/containers/create",
+    "/v1.41/containers/create?name=x",
+    "/v1.41/containers%2Fcreate",
+    "/v1.41/containers/%63reate",
+    "/v1.24/containers/create",
+]
+
+
+@matrix
+@pytest.mark.parametrize("uri", PATHS)
+def test_path_spelling(uri, dialect, profile):
+    req = raw("POST", uri, json.dumps(compliant_body(Privileged=True)))
+    assert denied(compiled(dialect, profile=profile), req, "privileged:")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_old_plugin_input_without_path_plain_or_query(dialect):
+    """opa-docker-authz before PathPlain/Query: the raw Path is decoded by the policy."""
+    policy = compiled(dialect, profile="baseline")
+    doc = build_input(
+        raw("POST", "/v1.41/containers%2Fcreate?x=1", json.dumps(compliant_body(Privileged=True)))
+    )
+    for key in ("PathPlain", "PathArr", "Query", "BindMounts"):
+        del doc[key]
+    allow, deny = policy.evaluate(doc)
+    assert not allow and "privileged: privileged containers are not allowed (--privileged)" in deny
+    build = build_input(write("POST", "/v1.41/build?t=x&networkmode=host"))
+    del build["Query"], build["PathPlain"]
+    assert policy.evaluate(build)[0] is False
+    ps = build_input(write("GET", "/v1.41/containers/json?all=1"))
+    del ps["PathPlain"], ps["Query"]
+    assert policy.evaluate(ps)[0] is True
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_input_built_differently_is_denied(dialect):
+    policy = compiled(dialect, profile="baseline")
+    allow, deny = policy.evaluate({"Path": "/v1.41/containers/create", "Body": {"HostConfig": {}}})
+    assert not allow and any(r.startswith("input:") for r in deny)
+    assert policy.evaluate({})[0] is False
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_unknown_writes_are_denied_and_reads_allowed(dialect):
+    policy = compiled(dialect, profile="restricted")
+    for method, uri in [
+        ("POST", "/v1.41/containers/x/copy"),
+        ("POST", "/v1.41/containers/x/checkpoints"),
+        ("PATCH", "/v1.41/containers/x/update"),
+        ("POST", "/v1.41/Containers/create"),
+        ("POST", "/v1.41/"),
+        ("OPTIONS", "/v1.41/info"),
+    ]:
+        allow, deny = policy.decide(write(method, uri))
+        assert not allow and any(r.startswith("request:") for r in deny), (method, uri, deny)
+    for uri in [
+        "/_ping",
+        "/v1.41/info",
+        "/v1.41/containers/json?all=1",
+        "/v1.41/events",
+        "/v1.41/plugins",
+        "/v1.41/images/127.0.0.1:5000/a/b:1/json",
+        "/v1.41/containers/x/archive?path=/etc",
+    ]:
+        assert policy.decide(write("GET", uri))[0], uri
+        assert policy.decide(write("HEAD", uri))[0], uri
+
+
+# ---- invisible body ----------------------------------------------------------------------
+INVISIBLE = {
+    "charset": "application/json; charset=utf-8",
+    "upper-case": "Application/JSON",
+    "space": "application/json ",
+}
+
+
+@matrix
+@pytest.mark.parametrize("name", sorted(INVISIBLE))
+def test_invisible_body_on_body_endpoints(name, dialect, profile):
+    policy = compiled(dialect, profile=profile)
+    for uri in [
+        "/v1.41/containers/create",
+        "/v1.41/containers/x/exec",
+        "/v1.41/containers/x/update",
+        "/v1.41/services/create",
+        "/v1.41/services/x/update",
+        "/v1.41/volumes/create",
+    ]:
+        req = raw("POST", uri, json.dumps(compliant_body(Privileged=True)), content_type=INVISIBLE[name])
+        assert build_input(req)["Body"] is None
+        assert denied(policy, req, "body:"), uri
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_json_body_not_forwarded_on_any_write(dialect):
+    """CVE-2024-41110 / CVE-2026-34040 shape: Content-Type says JSON, the plugin got no body."""
+    policy = compiled(dialect, profile="baseline")
+    start = raw("POST", "/v1.23/containers/x/start", None, content_type="application/json")
+    assert denied(policy, start, "body:")
+    login = raw("POST", "/v1.41/auth", None, content_type="application/json")  # never forwarded by design
+    assert policy.decide(login)[0] is True
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_form_bodies_and_start_bodies(dialect):
+    policy = compiled(dialect, profile="baseline")
+    form = raw(
+        "POST",
+        "/v1.41/build?remote=http://127.0.0.1/x.tar",
+        "networkmode=host",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert denied(policy, form, "body:")
+    legacy_start = raw("POST", "/v1.23/containers/x/start", '{"Privileged": true}')
+    assert denied(policy, legacy_start, "request:")
+    assert policy.decide(raw("POST", "/v1.41/containers/x/start", None, content_type=None))[0]
+
+
+# ---- other endpoints, value spelling, host paths -----------------------------------------
+@matrix
+def test_other_endpoints(dialect, profile):
+    policy = compiled(dialect, profile=profile)
+    assert denied(policy, write("POST", "/v1.41/containers/x/exec", {"Cmd": ["sh"], "privileged": True}))
+    assert denied(policy, write("POST", "/v1.41/build?networkmode=HOST"))
+    assert denied(
+        policy,
+        write(
+            "POST",
+            "/v1.41/volumes/create",
+            {
+                "Driver": "local",
+                "DriverOpts": {"type": "none", "o": "bind", "device": "/var/lib/docker/../../../etc"},
+            },
+        ),
+    )
+    assert denied(
+        policy,
+        write(
+            "POST",
+            "/v1.41/services/x/update?version=3",
+            {"TaskTemplate": {"ContainerSpec": {"Image": IMAGE, "capabilityadd": ["CAP_SYS_ADMIN"]}}},
+        ),
+    )
+    for plugin_write in ["/v1.41/plugins/authz:latest/disable", "/plugins/authz/set"]:
+        assert denied(policy, write("POST", plugin_write), "plugin_changes:")
+    if profile == "restricted":
+        assert denied(
+            policy, write("POST", "/v1.41/containers/x/update", {"PidsLimit": -1}), "resource_limits:"
+        )
+
+
+@matrix
+def test_value_spelling(dialect, profile):
+    policy = compiled(dialect, profile=profile)
+    for opts in (["seccomp=unconfined"], ["seccomp:unconfined"], ["apparmor:unconfined"], ["label:disable"]):
+        assert denied(policy, create(host_config={"SecurityOpt": ["no-new-privileges", *opts]})), opts
+    for cap in ("CAP_SYS_ADMIN", "SYS_ADMIN", "sys_admin", "Cap_Sys_Admin", "ALL", "all"):
+        assert denied(policy, create(host_config={"CapAdd": [cap]}), "capabilities:"), cap
+    if profile == "restricted":
+        for user in ("", "0", "0:0", "root", "root:root", "00", " 0"):
+            assert denied(policy, create({"User": user}), "root_user:"), user
+
+
+@matrix
+def test_host_path_spelling(dialect, profile):
+    policy = compiled(dialect, profile=profile)
+    for source in (
+        "/var/run/../run/docker.sock",
+        "//etc",
+        "/etc/",
+        "/etc/.",
+        "/./etc",
+        "/tmp/../etc/passwd",
+        "/../../etc",
+        "/srv/a/b/../../../proc/1",
+        "/run//docker.sock",
+        "/",
+    ):
+        req = create(host_config={"Binds": [f"{source}:/x:ro"]})
+        assert denied(policy, req, "sensitive_mounts:"), source
+    for source in ("/srv/etc", "/tmp/docker.sock", "/home/u/..data", "/srv/a/../b"):
+        assert policy.decide(create(host_config={"Binds": [f"{source}:/x"]}))[0], source
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_symlink_resolved_by_the_plugin(dialect, tmp_path):
+    """BindMounts[].Resolved (the plugin's view of the filesystem) is checked too."""
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "link").symlink_to("/etc")
+    (tmp_path / "etc").mkdir()
+    req = create(host_config={"Binds": ["/srv/link:/x"]})
+    doc = build_input(req, fs_root=str(tmp_path))
+    assert doc["BindMounts"][0]["Resolved"] == "/etc"
+    allow, deny = compiled(dialect, profile="baseline").evaluate(doc)
+    assert not allow and "sensitive_mounts: host path /etc is or is under the sensitive path /etc" in deny
+
+
+# ---- identity ----------------------------------------------------------------------------
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_identity_comes_from_tls_never_from_headers(dialect):
+    policy = compiled(dialect, profile="baseline", exempt_users=("ops-admin",))
+    privileged = json.dumps(body_create(None, {"Privileged": True}))
+    spoofed = raw("POST", "/v1.41/containers/create", privileged, headers={"Authz-User": "ops-admin"})
+    assert denied(policy, spoofed, "privileged:")
+    tls = raw("POST", "/v1.41/containers/create", privileged, user="ops-admin")
+    assert policy.decide(tls)[0] is True
+    other = raw("POST", "/v1.41/containers/create", privileged, user="dev")
+    assert denied(policy, other, "privileged:")
+
+
+def test_compliant_fixture_is_compliant():
+    assert COMPLIANT_HOST_CONFIG["ReadonlyRootfs"] is True
+    for dialect in DIALECTS:
+        assert compiled(dialect, profile="restricted", require_readonly_rootfs=True).decide(create())[0]
