@@ -83,6 +83,9 @@ _TRUE = {"true", "yes", "on", "1", "y", "t"}
 _FALSE = {"false", "no", "off", "0", "n", "f"}
 
 
+_REGISTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*(/[a-z0-9._/-]+)?/?")
+
+
 class PolicyConfigError(ValueError):
     """A rule variable has a value the policy cannot be rendered from."""
 
@@ -292,8 +295,7 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
     var = "docker_authz_trusted_registries"
     registries = []
     for item in _as_list(var, param(var), 'registry hosts or "host/path" prefixes'):
-        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*(/[a-z0-9._/-]+)?/?",
-                                                         item.strip()):
+        if not isinstance(item, str) or "//" in item or not _REGISTRY.fullmatch(item.strip()):
             raise _fail(var, f"{item!r} is not a registry host or host/path prefix",
                         'Give entries such as "docker.io", "registry.example.com:5000" or "ghcr.io/my-org" '
                         "(no scheme, no tag)")
@@ -315,7 +317,7 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
         "max_memory_bytes": _as_int("docker_authz_max_memory_bytes", param("docker_authz_max_memory_bytes")),
         "max_nano_cpus": _as_int("docker_authz_max_nano_cpus", param("docker_authz_max_nano_cpus")),
         "allowed_host_ports": ports,
-        "allowed_host_ports_text": ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in ports) or "none",
+        "allowed_host_ports_text": ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ports) or "none",
         "allowed_host_ips": ips,
         "sensitive_env_keywords": keywords,
         "sensitive_env_allowed": allowed_env,
