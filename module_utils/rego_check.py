@@ -136,9 +136,9 @@ def scan_rego(text: str, dialect: str) -> list[str]:
             if not head:
                 continue
             rest = head.group(2)
-            if re.match(r"^\s*:=\s*[\[{]\s*$", rest) or re.match(r"^\s*:=\s*\S.*[^{]\s*$", rest):
+            if re.match(r"^\s*:=", rest) and not re.search(r"\bif\b", rest):
                 continue  # a constant: name := value
-            if rest.rstrip().endswith("{") and not re.search(r"\bif\s*\{\s*$", rest):
+            if "{" in rest and not re.search(r"\bif\b", rest.split("{", 1)[0]):
                 problems.append(f"{where}: OPA 1.x requires 'if' before a rule body")
             if re.match(r"^\[", rest):
                 problems.append(f"{where}: OPA 1.x requires 'contains' for set rules (x contains y if ...)")
