@@ -1,0 +1,136 @@
+"""playbooks/render_policy.yml renders exactly what the harness renders (byte for byte), bad
+variables and non-compiling policies stop before anything is written, and the role compiles
+before it deploys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lib.ansible_run import run_playbook
+from tests.policy.harness import render
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "playbooks" / "render_policy.yml"
+ROLE = "hardening.docker_authz.opa_authz : "
+
+VARIABLE_SETS = {
+    "defaults": {},
+    "restricted-v0": {
+        "docker_authz_profile": "restricted",
+        "docker_authz_plugin_image": "openpolicyagent/opa-docker-authz-v2:0.4",
+    },
+    "custom": {
+        "docker_authz_profile": "restricted",
+        "docker_authz_deny_root_user": False,
+        "docker_authz_require_readonly_rootfs": "yes",
+        "docker_authz_trusted_registries": ["127.0.0.1:5000", "ghcr.io/my-org"],
+        "docker_authz_allowed_capabilities": ["cap_net_admin"],
+        "docker_authz_allowed_host_ports": ["8000-8100"],
+        "docker_authz_exempt_users": ["ops-admin"],
+        "docker_authz_rego_version": "v0",
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(VARIABLE_SETS))
+def test_playbook_output_is_byte_identical_to_the_harness(name, tmp_path):
+    dest = tmp_path / "out" / "authz.rego"
+    dest.parent.mkdir()
+    variables = VARIABLE_SETS[name]
+    run = run_playbook(PLAYBOOK, tmp_path, extra_vars={**variables, "docker_authz_render_dest": str(dest)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    expected = render(
+        **(
+            {
+                "plugin_image": variables.get(
+                    "docker_authz_plugin_image",
+                    "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-{arch}",
+                )
+            }
+        ),
+        **{k: v for k, v in variables.items() if k != "docker_authz_plugin_image"},
+    )
+    assert dest.read_bytes() == expected.encode()
+    check = run.task(ROLE + "Compile the policy on the controller")
+    assert check["result"]["samples"][0]["allow"] is True
+    facts = run.task(ROLE + "Leave the policy for the deploy step")["result"]["ansible_facts"]
+    assert facts["docker_authz_policy_text"] == expected
+    assert facts["docker_authz_policy_path"] == str(dest)
+
+
+@pytest.mark.slow
+def test_invalid_variables_stop_before_anything_is_written(tmp_path):
+    dest = tmp_path / "authz.rego"
+    run = run_playbook(
+        PLAYBOOK,
+        tmp_path,
+        extra_vars={"docker_authz_render_dest": str(dest), "docker_authz_allowed_host_ports": ["80-70000"]},
+    )
+    assert run.returncode != 0
+    assert "docker_authz_allowed_host_ports" in run.stdout and "between 1 and 65535" in run.stdout
+    assert not dest.exists()
+    run = run_playbook(
+        PLAYBOOK,
+        tmp_path,
+        extra_vars={"docker_authz_render_dest": str(dest), "docker_authz_profile": "paranoid"},
+    )
+    assert run.returncode != 0 and "docker_authz_profile must be one of" in run.stdout
+    assert not dest.exists()
+
+
+@pytest.mark.slow
+def test_rego_check_refuses_a_policy_that_does_not_compile(tmp_path):
+    broken = tmp_path / "authz.rego"
+    broken.write_text("package docker.authz\nimport rego.v1\ndefault allow := false\nallow if {\n")
+    wrong_dialect = tmp_path / "v1.rego"
+    wrong_dialect.write_text(render("v1"))
+    play = f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Check the broken policy
+      hardening.docker_authz.rego_check:
+        path: {broken}
+        dialect: v1
+      ignore_errors: true
+    - name: Check a v1 policy as v0
+      hardening.docker_authz.rego_check:
+        path: {wrong_dialect}
+        dialect: v0
+      ignore_errors: true
+    - name: Check the v1 policy
+      hardening.docker_authz.rego_check:
+        path: {wrong_dialect}
+        dialect: v1
+"""
+    run = run_playbook(play, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    failed = run.task("Check the broken policy")
+    assert failed["status"] == "failed"
+    assert "must not be deployed" in failed["result"]["msg"] and "unclosed" in failed["result"]["msg"]
+    wrong = run.task("Check a v1 policy as v0")
+    assert (
+        wrong["status"] == "failed" and "keyword 'if' does not exist in OPA 0.9.1" in wrong["result"]["msg"]
+    )
+    ok = run.task("Check the v1 policy")
+    assert ok["status"] == "ok" and ok["result"]["dialect"] == "v1" and "walk" in ok["result"]["builtins"]
+
+
+def test_the_role_compiles_before_it_deploys():
+    tasks = yaml.safe_load((ROOT / "roles/opa_authz/tasks/render.yml").read_text())
+    names = [t["name"] for t in tasks]
+    assert names.index("Compile the policy on the controller") < names.index(
+        "Write the checked policy where it was asked for"
+    )
+    assert names.index("Compile the policy on the controller") < names.index(
+        "Leave the policy for the deploy step"
+    )
+    main = yaml.safe_load((ROOT / "roles/opa_authz/tasks/main.yml").read_text())
+    order = [t.get("ansible.builtin.import_tasks") or t["name"] for t in main]
+    assert order.index("render.yml") < order.index(
+        "Apply the policy, the plugin and the daemon configuration"
+    )
