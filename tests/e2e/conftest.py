@@ -157,8 +157,10 @@ def _fleet(
     host = dind.start_hosts(1, key)[0]
     try:
         tmp = tmp_path_factory.mktemp(f"e2e-{request.module.__name__.rsplit('.', 1)[-1]}")
-        # The inventory an operator would write for a mirror of the official image.
-        inventory = host.inventory(tmp / "inventory.yml", docker_authz_plugin_image=ref)
+        # The inventory an operator would write for a mirror of the official image ({arch} is
+        # the engine's architecture, as in the role's default reference).
+        mirror = ref.replace("-linux-amd64", "-linux-{arch}")
+        inventory = host.inventory(tmp / "inventory.yml", docker_authz_plugin_image=mirror)
         yield Fleet(host, inventory, tmp, ref)
     finally:
         host.remove()

@@ -75,7 +75,8 @@ def test_second_converge_changes_nothing(fleet: Fleet) -> None:
     TIMINGS["second converge (no change)"] = seconds
     assert run.returncode == 0, run.stdout[-4000:]
     recap = fleet.recap(run)
-    assert recap["changed"] == 0 and recap["failed"] == 0, (recap, run.stdout[-4000:])
+    changed = [(r["task"], r["result"].get("actions")) for r in run.results if r["result"].get("changed")]
+    assert recap["changed"] == 0 and recap["failed"] == 0, (recap, changed)
     assert fleet.state() == before
     fleet.assert_enforced()
 
