@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 MODULES := $(basename $(notdir $(wildcard collection/plugins/modules/*.py)))
 PYTEST_ARGS ?=
 
-.PHONY: help setup env demo test lint pytest build molecule clean
+.PHONY: help setup env demo test lint pytest build molecule clean bench-policy
 
 help:
 	@echo "make demo   - harden a disposable Docker host with the embedded defaults and show the result"
@@ -48,3 +48,7 @@ molecule: env
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache
+
+# Benchmark (not a test): per-request compile+evaluate of the restricted policy vs the how-to's.
+bench-policy: setup
+	python -m tests.policy.bench_policy

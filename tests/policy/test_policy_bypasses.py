@@ -295,3 +295,11 @@ def test_compliant_fixture_is_compliant():
     assert COMPLIANT_HOST_CONFIG["ReadonlyRootfs"] is True
     for dialect in DIALECTS:
         assert compiled(dialect, profile="restricted", require_readonly_rootfs=True).decide(create())[0]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_key_case_inside_data_keyed_maps(dialect):
+    policy = compiled(dialect, profile="restricted")
+    bindings = {"portbindings": {"80/TCP": [{"hostip": "", "HOSTPORT": "80"}]}}
+    req = raw("POST", "/v1.41/containers/create", json.dumps(compliant_body(**bindings)))
+    assert denied(policy, req, "ports:")
