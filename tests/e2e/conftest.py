@@ -32,9 +32,12 @@ TIMINGS: dict[str, float] = {}
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TIMINGS:
+    # pytest loads this file as `conftest`; the tests import it as `tests.e2e.conftest`.
+    from tests.e2e.conftest import TIMINGS as timings
+
+    if timings:
         terminalreporter.section("end-to-end timings (wall clock, ansible-playbook over SSH)")
-        for name, seconds in TIMINGS.items():
+        for name, seconds in timings.items():
             terminalreporter.write_line(f"{name:45s} {seconds:6.1f}s")
 
 
