@@ -55,3 +55,38 @@ def test_the_plugin_is_enabled_before_daemon_json_names_it() -> None:
     unhook = next(t for t in plugin if "hardening.docker_authz.daemon_json" in t)
     install = next(t for t in plugin if t["name"] == "Install, configure and enable the plugin")
     assert plugin.index(unhook) < plugin.index(install)
+
+
+ORCHESTRATION_VARIABLES = [
+    "docker_authz_plugin_alias",
+    "docker_authz_plugin_args",
+    "docker_authz_plugin_digest_check",
+    "docker_authz_registry_auth",
+    "docker_authz_daemon_json_path",
+    "docker_authz_docker_socket",
+    "docker_authz_docker_pidfile",
+    "docker_authz_reload_method",
+    "docker_authz_api_timeout",
+    "docker_authz_verify",
+    "docker_authz_verify_bypasses",
+    "docker_authz_verify_rules",
+    "docker_authz_rollback",
+    "docker_authz_remove_policies",
+]
+
+
+def test_orchestration_variables_have_defaults_specs_and_docs() -> None:
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    options = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"][
+        "options"
+    ]
+    readme = (ROLE / "README.md").read_text()
+    role_doc = (ROLE.parents[1] / "docs" / "role.md").read_text()
+    # the end of defaults/main.yml is this section, in this order
+    assert list(defaults)[-len(ORCHESTRATION_VARIABLES) :] == ORCHESTRATION_VARIABLES
+    for var in ORCHESTRATION_VARIABLES:
+        assert options[var]["default"] == defaults[var], var
+        assert options[var]["description"], var
+        assert f"`{var}`" in role_doc, var
+        assert var in readme, var
+    assert list(options) == list(defaults), "argument_specs main follows defaults/main.yml"
