@@ -140,6 +140,18 @@ def test_fault_verification_failure_rolls_back(fleet: Fleet) -> None:
     fleet.assert_enforced()
 
 
+def test_fault_policy_in_the_wrong_dialect_rolls_back(fleet: Fleet) -> None:
+    """A v0 policy under opa-docker-authz v0.10 makes every Docker API request fail: the run
+    stops at the next API call and the previous policy comes back."""
+    before = fleet.state()
+    run, _ = fleet.play("harden.yml", {"docker_authz_rego_version": "v0"})
+    out = _failed_with(fleet, run, "Rolled back")
+    # the first API call after the policy write already fails: the plugin errors on every request
+    assert "rego_parse_error" in out, out[-3000:]
+    assert fleet.state() == before
+    fleet.assert_enforced()
+
+
 def test_fault_plugin_that_fails_to_start_rolls_back(fleet: Fleet) -> None:
     before = fleet.state()
     run, seconds = fleet.play(
