@@ -242,6 +242,30 @@ def test_fault_daemon_json_invalid_before_the_run(fresh_fleet: Fleet) -> None:
         h.exec("rm", "-f", "/etc/docker/daemon.json")
 
 
+def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
+    """A stale authorization-plugins entry (dockerd started before it was written): reloading
+    would make dockerd exit, so the hook is refused and everything installed is rolled back."""
+    h = fresh_fleet.host
+    stale = '{\n  "authorization-plugins": ["ghost-authz"]\n}\n'
+    h.write_file("/etc/docker/daemon.json", stale)
+    try:
+        before = fresh_fleet.state()
+        pid = h.dockerd_pid()
+        run, _ = fresh_fleet.play("harden.yml")
+        out = _failed_with(fresh_fleet, run, "Rolled back")
+        assert "ghost-authz" in out
+        assert (
+            fresh_fleet.task(run, "Add the plugin to authorization-plugins in daemon.json")["status"]
+            == "failed"
+        )
+        assert fresh_fleet.ran(run, "Send SIGHUP") == [], "dockerd must not be reloaded with a missing plugin"
+        assert fresh_fleet.state() == before
+        assert h.dockerd_pid() == pid
+        fresh_fleet.assert_not_enforced()
+    finally:
+        h.exec("rm", "-f", "/etc/docker/daemon.json")
+
+
 def test_fault_dockerd_not_running(fresh_fleet: Fleet) -> None:
     h = fresh_fleet.host
     h.stop_dockerd()
