@@ -7,8 +7,13 @@ import base64
 import http.client
 import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -250,3 +255,30 @@ def test_plugin_protocol_over_unix_socket(tmp_path, policy):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_sigterm_stops_the_server_at_once(tmp_path, policy):
+    """Like the Go binary (which exits on SIGTERM even as a container's PID 1), the double must
+    not ignore SIGTERM: `docker plugin disable` would otherwise wait 10 s for its SIGKILL."""
+    code = (
+        "import sys; from tests.opa_docker_authz_double import server; "
+        "server.serve.__defaults__ = (sys.argv[1],); sys.exit(server.main(sys.argv[2:]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path), "-policy-file", str(policy), "-quiet"],
+        cwd=Path(__file__).resolve().parents[2],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        sock = tmp_path / "opa-docker-authz.sock"
+        deadline = time.monotonic() + 10
+        while not sock.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sock.exists(), proc.stderr.read() if proc.poll() is not None else "no socket after 10 s"
+        proc.send_signal(signal.SIGTERM)
+        # A Python process without the handler dies by the signal (returncode -15).
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
