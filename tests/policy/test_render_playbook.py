@@ -4,6 +4,8 @@ before it deploys."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,8 @@ def test_playbook_output_is_byte_identical_to_the_harness(name, tmp_path):
     facts = run.task(ROLE + "Leave the policy for the deploy step")["result"]["ansible_facts"]
     assert facts["docker_authz_policy_text"] == expected
     assert facts["docker_authz_policy_path"] == str(dest)
+    scratch = run.task(ROLE + "Create a scratch folder for the policy on the controller")["result"]["path"]
+    assert scratch.startswith(tempfile.gettempdir()) and not os.path.exists(scratch)
 
 
 @pytest.mark.slow
