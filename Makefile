@@ -15,6 +15,7 @@ help:
 	@echo "make demo CLEAN=1 - remove the demo host"
 	@echo "make test   - set up everything, lint, and run the whole test suite"
 	@echo "make lint   - ruff, ansible-lint (production profile), ansible-doc on every module"
+	@echo "make molecule - the molecule scenario default (Docker-in-Docker hosts over SSH)"
 	@echo "make build  - build the collection tarball into dist/"
 	@echo "make env    - start the real dockerd and the local registry the tests use"
 
@@ -35,7 +36,7 @@ lint: setup
 pytest: env
 	python -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+test: lint pytest molecule
 
 build: setup
 	scripts/build_collection.sh dist
@@ -43,8 +44,10 @@ build: setup
 demo: env
 	@CLEAN="$(CLEAN)" scripts/demo.sh
 
+# Molecule scenario `default`: two Docker-in-Docker hosts over SSH (create, converge, idempotence,
+# check, verify, destroy). The `vm` scenario is for real VMs and is not run here.
 molecule: env
-	cd tests/fleet && molecule test
+	cd tests/fleet && molecule test -s default
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache
