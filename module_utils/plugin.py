@@ -658,7 +658,37 @@ _UNREACHABLE_HINTS = (
 _NOT_FOUND_HINTS = ("manifest unknown", "not found", "does not exist", "name unknown", "no such")
 
 
+_CHAIN_DENIED = re.compile(r"authorization denied by plugin ([^\s:]+)")
+_CHAIN_FAILED = re.compile(r"plugin ([^\s:]+(?::[^\s:]+)?) failed with error: AuthZPlugin\.AuthZReq")
+
+
+def chain_error(exc: DockerAPIError, what: str) -> PluginError | None:
+    """An authorization plugin already hooked into the engine refused ``what``, or None.
+
+    opa-docker-authz (every version) cannot decode the JSON-array bodies of the plugin
+    pull/upgrade/set requests and answers them with an error, whatever its policy says; another
+    plugin's policy may also deny them. Either way the engine refuses the request.
+    """
+    m = _CHAIN_DENIED.search(exc.message) or _CHAIN_FAILED.search(exc.message)
+    if not m:
+        return None
+    blocker = m.group(1)
+    return PluginError(
+        f"the authorization plugin {blocker}, already in this engine's authorization-plugins, refused "
+        f"to let the engine {what} ({exc.message}). opa-docker-authz cannot parse the JSON-array body "
+        "of plugin install, upgrade and set requests, and another plugin's policy may deny them: take "
+        f"{blocker} out of authorization-plugins for the change (the role does this with "
+        "docker_authz_unhook_other_plugins: true, and hooks it back right after), or make the change "
+        "by hand.",
+        reason="authz_chain_refused",
+        blocking_plugin=blocker,
+    )
+
+
 def registry_error(ref: Reference, exc: DockerAPIError) -> PluginError:
+    chained = chain_error(exc, f"resolve or install {ref.familiar}")
+    if chained is not None:
+        return chained
     msg = exc.message
     low = msg.lower()
     registry = ref.domain
@@ -847,7 +877,13 @@ class PluginManager:
         return err
 
     def set(self, plugin_id: str, changes: list[str]) -> None:
-        self.client.post(f"/plugins/{plugin_id}/set", changes, timeout=self.timeout)
+        try:
+            self.client.post(f"/plugins/{plugin_id}/set", changes, timeout=self.timeout)
+        except DockerAPIError as exc:
+            chained = chain_error(exc, "change the plugin's settings")
+            if chained is not None:
+                raise chained from None
+            raise
 
     def enable(self, plugin_id: str) -> None:
         # Right after a failed start the engine answers 409 "error creating containerd container:

@@ -664,6 +664,21 @@ def test_registry_error_mapping():
         (500, "unauthorized: authentication required", "registry_unauthorized", "registry_auth"),
         (500, "http: server gave HTTP response to HTTPS client", "registry_insecure", "insecure-registries"),
         (500, "something odd", "registry_error", "cannot resolve"),
+        # An authorization plugin already in the chain refuses the request (seen on 20.10 with
+        # opa-docker-authz hooked: it cannot decode the JSON array body of POST /plugins/pull).
+        (
+            500,
+            "plugin other-authz:latest failed with error: AuthZPlugin.AuthZReq: json: cannot unmarshal "
+            "array into Go value of type map[string]interface {}",
+            "authz_chain_refused",
+            "the authorization plugin other-authz:latest, already in this engine's authorization-plugins",
+        ),
+        (
+            403,
+            "authorization denied by plugin corp-authz: plugin installs are not allowed",
+            "authz_chain_refused",
+            "take corp-authz out of authorization-plugins",
+        ),
     ]
     from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import DockerAPIError
 
