@@ -66,6 +66,7 @@ ORCHESTRATION_VARIABLES = [
     "docker_authz_docker_socket",
     "docker_authz_docker_pidfile",
     "docker_authz_reload_method",
+    "docker_authz_unhook_other_plugins",
     "docker_authz_api_timeout",
     "docker_authz_verify",
     "docker_authz_verify_bypasses",
