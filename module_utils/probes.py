@@ -1261,13 +1261,13 @@ def plugin_facts(client: DockerClient, alias: str, policy_path: str | None) -> d
             # Settings.Args holds the values of the plugin's one args entry (opa-args).
             facts["args"] = " ".join(str(v) for v in (settings.get("Args") or []))
             if policy_path is None and facts["args"] is not None:
-                facts["policy_file"] = _host_policy_path(found, facts["args"])
+                facts["policy_file"] = host_policy_path(found, facts["args"])
     if facts["policy_file"]:
         facts["policy_file_exists"] = os.path.exists(facts["policy_file"])
     return facts
 
 
-def _host_policy_path(plugin: dict[str, Any], args: str) -> str | None:
+def host_policy_path(plugin: dict[str, Any], args: str) -> str | None:
     """Map ``-policy-file /opa/policies/authz.rego`` through the plugin's mounts to a host path."""
     words = args.split()
     path = None

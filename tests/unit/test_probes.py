@@ -549,21 +549,21 @@ def test_failure_message_lists_the_failed_rows() -> None:
     )
 
 
-def test_host_policy_path_follows_the_plugin_mounts() -> None:
+def testhost_policy_path_follows_the_plugin_mounts() -> None:
     plugin = {
         "Config": {"WorkDir": "/opa"},
         "Settings": {"Mounts": [{"Source": "/etc/docker", "Destination": "/opa"}]},
     }
     assert (
-        P._host_policy_path(plugin, "-policy-file /opa/policies/authz.rego")
+        P.host_policy_path(plugin, "-policy-file /opa/policies/authz.rego")
         == "/etc/docker/policies/authz.rego"
     )
     assert (
-        P._host_policy_path(plugin, "-policy-file=policies/authz.rego -quiet")
+        P.host_policy_path(plugin, "-policy-file=policies/authz.rego -quiet")
         == "/etc/docker/policies/authz.rego"
     )
-    assert P._host_policy_path(plugin, "-config-file /opa/config.yaml") is None
-    assert P._host_policy_path(plugin, "-policy-file /elsewhere/p.rego") is None
+    assert P.host_policy_path(plugin, "-config-file /opa/config.yaml") is None
+    assert P.host_policy_path(plugin, "-policy-file /elsewhere/p.rego") is None
 
 
 # ---------------------------------------------------------------- the module, thin layer

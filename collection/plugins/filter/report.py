@@ -1,0 +1,70 @@
+# Copyright: hardening.docker_authz contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters that assemble the fleet report on the controller (playbooks/report.yml).
+
+- ``hardening.docker_authz.fleet_report``: ``hostvars`` and the list of hosts -> the report
+  document built from what report.yml registered for each host (``docker_authz_report_facts``
+  from authz_facts, ``docker_authz_report_verify`` from authz_verify), one row per host,
+  failures first; a host without them is reported unreachable.
+- ``hardening.docker_authz.fleet_report_html``: the report document -> a static HTML page.
+
+The logic lives in module_utils/report.py (pure functions, unit-tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils.report import build_report, render_html
+
+FACTS_VAR = "docker_authz_report_facts"
+VERIFY_VAR = "docker_authz_report_verify"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _entry(hostvars: Any) -> dict[str, Any]:
+    """What report.yml registered for one host (authz_facts, authz_verify), and reachability."""
+    facts = _plain(hostvars.get(FACTS_VAR)) if hostvars is not None else None
+    verify = _plain(hostvars.get(VERIFY_VAR)) if hostvars is not None else None
+    entry: dict[str, Any] = {}
+    if not isinstance(facts, dict) or facts.get("unreachable") or facts.get("failed"):
+        entry["unreachable"] = True
+        entry["msg"] = (facts or {}).get("msg") if isinstance(facts, dict) else None
+        return entry
+    entry["facts"] = facts
+    if isinstance(verify, dict) and not verify.get("skipped"):
+        if verify.get("unreachable"):
+            entry["unreachable"] = True
+            entry["msg"] = verify.get("msg")
+        else:
+            entry["verify"] = verify
+    return entry
+
+
+def fleet_report(hostvars: Mapping[str, Any], hosts: list[str], generated_at: str = "") -> dict[str, Any]:
+    """hostvars (the magic variable) and the hosts of the report -> the report document."""
+    if not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError(f"fleet_report expects the list of hosts, got {type(hosts).__name__}")
+    entries = {str(h): _entry(hostvars.get(h)) for h in hosts}
+    return build_report(entries, generated_at)
+
+
+def fleet_report_html(report: Mapping[str, Any]) -> str:
+    if not isinstance(report, Mapping) or "hosts" not in report:
+        raise AnsibleFilterError("fleet_report_html expects the document made by fleet_report")
+    return render_html(report)
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"fleet_report": fleet_report, "fleet_report_html": fleet_report_html}
