@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 MODULES := $(basename $(notdir $(wildcard collection/plugins/modules/*.py)))
 PYTEST_ARGS ?=
 
-.PHONY: help setup env demo test lint pytest build molecule clean bench-policy
+.PHONY: help setup env demo test lint pytest build molecule clean bench-policy bench-fleet
 
 help:
 	@echo "make demo   - harden a disposable Docker host with the embedded defaults and show the result"
@@ -55,3 +55,7 @@ clean:
 # Benchmark (not a test): per-request compile+evaluate of the restricted policy vs the how-to's.
 bench-policy: setup
 	python -m tests.policy.bench_policy
+
+# Benchmark (not a test): harden.yml wall time and tasks per host on 1, 4 and 8 DinD hosts.
+bench-fleet: env
+	python -m tests.bench.bench_fleet $(BENCH_ARGS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -36,9 +37,22 @@ class CallbackModule(CallbackBase):
             "action": result._task.action,
             "status": status,
             "result": result._result,
+            "delegated": bool(result._result.get("_ansible_delegated_vars")),
+            "task_start": self._task_start.get(result._task._uuid),
+            "time": time.time(),
         }
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=str) + "\n")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._task_start: dict[str, float] = {}
+
+    def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
+        self._task_start[task._uuid] = time.time()
+
+    def v2_playbook_on_handler_task_start(self, task: Any) -> None:
+        self._task_start[task._uuid] = time.time()
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._write(result, "ok")

@@ -1,0 +1,183 @@
+"""Benchmark (not a test): wall time of harden.yml on fleets of 1, 4 and 8 Docker hosts.
+
+    .venv/bin/python -m tests.bench.bench_fleet [--hosts 1,4,8] [--out results.json]
+    make bench-fleet
+
+For each fleet size N: start N fresh Docker-in-Docker hosts (in parallel, not timed), run the
+real `ansible-playbook playbooks/harden.yml` over SSH (first converge), run it again (no-change
+re-run), and remove the hosts. Forks = max(N, 5), so every host of a fleet runs in parallel.
+
+Per host it counts, from the test callback's JSON lines (tests/lib/callback_plugins):
+- tasks: task results reported for the host, split ok / changed / skipped / failed;
+- module calls: executed (not skipped) tasks whose action runs a module on the managed host,
+  i.e. not a controller-only action (set_fact, debug, assert, fail, meta, include/import)
+  and not delegated to the controller (the policy render and compile run on localhost).
+It also prints the five slowest tasks of each run (result time minus task start time, the
+slowest host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.images import build as images  # noqa: E402
+from tests.lib import dind  # noqa: E402
+from tests.lib.ansible_run import run_playbook  # noqa: E402
+
+CONTROLLER_ACTIONS = {
+    "set_fact",
+    "debug",
+    "assert",
+    "fail",
+    "meta",
+    "include_tasks",
+    "import_tasks",
+    "include_role",
+    "import_role",
+    "include_vars",
+    "add_host",
+    "group_by",
+}
+
+
+def _short(action: str) -> str:
+    return action.rsplit(".", 1)[-1]
+
+
+def count(results: list[dict[str, Any]], host: str) -> dict[str, int]:
+    mine = [r for r in results if r["host"] == host]
+    out = {"tasks": len(mine), "ok": 0, "changed": 0, "skipped": 0, "failed": 0, "module_calls": 0}
+    for r in mine:
+        status = r["status"]
+        if status == "ok" and r["result"].get("changed"):
+            out["changed"] += 1
+        elif status in out:
+            out[status] += 1
+        if status != "skipped" and _short(r["action"]) not in CONTROLLER_ACTIONS and not r.get("delegated"):
+            out["module_calls"] += 1
+    return out
+
+
+def slowest(results: list[dict[str, Any]], n: int = 5) -> list[tuple[str, float]]:
+    per_task: dict[str, float] = defaultdict(float)
+    for r in results:
+        if r.get("task_start") and r["status"] != "skipped":
+            per_task[r["task"]] = max(per_task[r["task"]], r["time"] - r["task_start"])
+    return sorted(per_task.items(), key=lambda kv: -kv[1])[:n]
+
+
+def docker_version() -> str:
+    return subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+
+def ansible_version() -> str:
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return out.splitlines()[0] if out else "?"
+
+
+def run_size(n: int, key: Path, plugin_ref: str, work: Path) -> dict[str, Any]:
+    t0 = time.monotonic()
+    hosts = dind.start_hosts(n, key)
+    started = time.monotonic() - t0
+    try:
+        inventory = dind.write_inventory(
+            work / f"inventory-{n}.yml", hosts, docker_authz_plugin_image=plugin_ref
+        )
+        env = {"ANSIBLE_FORKS": str(max(n, 5))}
+        row: dict[str, Any] = {"hosts": n, "forks": max(n, 5), "hosts_ready_s": round(started, 1)}
+        for label in ("first", "rerun"):
+            out = work / f"{label}-{n}"
+            out.mkdir()
+            row[f"load_before_{label}"] = round(os.getloadavg()[0], 2)
+            t = time.monotonic()
+            run = run_playbook(
+                ROOT / "playbooks" / "harden.yml", out, inventory=inventory, env=env, timeout=1800
+            )
+            row[f"{label}_s"] = round(time.monotonic() - t, 1)
+            if run.returncode != 0:
+                raise SystemExit(f"harden.yml failed on {n} host(s) ({label}):\n{run.stdout[-4000:]}")
+            counts = [count(run.results, h.name) for h in hosts]
+            row[f"{label}_counts"] = counts[0] if len({json.dumps(c) for c in counts}) == 1 else counts
+            row[f"{label}_changed_total"] = sum(c["changed"] for c in counts)
+            row[f"{label}_slowest"] = [(t, round(s, 1)) for t, s in slowest(run.results)]
+        return row
+    finally:
+        for h in hosts:
+            h.remove()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.bench_fleet", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--hosts", default="1,4,8", help="fleet sizes, comma-separated (default 1,4,8)")
+    ap.add_argument("--out", help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in args.hosts.split(",") if x.strip()]
+    built = images.build(["dind-host", "busybox", "plugin-double"])
+    plugin_ref = built["plugin-double"].ref
+    env = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "ansible": ansible_version(),
+        "docker": docker_version(),
+    }
+    print(f"[bench] {env}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        work = Path(tmp)
+        key = dind.generate_key(work / "id_ed25519")
+        for n in sizes:
+            print(f"[bench] {n} host(s): starting, converging, re-running ...", flush=True)
+            rows.append(run_size(n, key, plugin_ref, work))
+            print(f"[bench] {json.dumps(rows[-1])}", flush=True)
+    print()
+    print("| hosts | forks | first converge | no-change re-run | tasks/host (first: ok/changed/skipped) "
+          "| module calls/host (first / re-run) | changed on re-run | load before |")  # fmt: skip
+    print("|---:|---:|---:|---:|---|---:|---:|---|")
+    for r in rows:
+        f, s = r["first_counts"], r["rerun_counts"]
+        f = f if isinstance(f, dict) else f[0]
+        s = s if isinstance(s, dict) else s[0]
+        print(
+            f"| {r['hosts']} | {r['forks']} | {r['first_s']} s | {r['rerun_s']} s "
+            f"| {f['tasks']} ({f['ok']}/{f['changed']}/{f['skipped']}) "
+            f"| {f['module_calls']} / {s['module_calls']} | {r['rerun_changed_total']} "
+            f"| {r['load_before_first']} / {r['load_before_rerun']} |"
+        )
+    if len(rows) > 1:
+        per_host = [r["first_s"] / r["hosts"] for r in rows]
+        print(f"\nfirst converge per host: {', '.join(f'{x:.1f} s' for x in per_host)} "
+              f"(median {statistics.median(per_host):.1f} s)")  # fmt: skip
+    for r in rows:
+        print(f"\nslowest tasks, {r['hosts']} host(s), first converge:")
+        for task, secs in r["first_slowest"]:
+            print(f"  {secs:6.1f} s  {task}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"environment": env, "runs": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
