@@ -161,7 +161,7 @@ def test_fault_plugin_that_fails_to_start_rolls_back(fleet: Fleet) -> None:
     out = _failed_with(fleet, run, "Install, configure and enable the plugin")
     assert "Rolled back" in out
     # args change on a hooked plugin: it was unhooked (reload) before it was touched
-    assert fleet.task(run, "Remove the plugin from authorization-plugins before changing it")["result"][
+    assert fleet.task(run, "Remove the plugins from authorization-plugins before changing ours")["result"][
         "changed"
     ]
     assert fleet.state() == before
