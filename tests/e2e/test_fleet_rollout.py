@@ -228,6 +228,7 @@ class TestMixedFleet:
             f"the authorization plugin {OTHER}:latest, already in this engine's authorization-plugins" in msg
         )
         assert "docker_authz_unhook_other_plugins: true" in msg and "Rolled back" in msg, msg
+        assert "by hand. Rolled back" in msg, "one full stop between the reason and the rollback"
         assert host.read_file(DAEMON_JSON) == mixed["before"]["strict"]
         assert [p["Name"] for p in json.loads(host.docker("plugin", "inspect", OTHER).stdout)] == [
             f"{OTHER}:latest"
