@@ -85,4 +85,10 @@ echo
 echo "\$ docker run --rm local/busybox echo ...   (a compliant run)"
 docker exec "$HOST" docker run --rm local/busybox echo "compliant container ran"
 
-say "done in $((SECONDS - T0))s. Log in: ssh -p \$port root@127.0.0.1 (see the inventory). Remove it: make demo CLEAN=1"
+login=$("$PY" - "$DEMO_DIR/hosts.json" <<'PY'
+import json, sys
+h = next(iter(json.load(open(sys.argv[1]))["all"]["children"]["docker_hosts"]["hosts"].values()))
+print(f"ssh -p {h['ansible_port']} -i {h['ansible_ssh_private_key_file']} root@127.0.0.1")
+PY
+)
+say "done in $((SECONDS - T0))s. Log in: $login (or docker exec -it $HOST bash). Remove it: make demo CLEAN=1"

@@ -2,8 +2,9 @@
 # One-time (and idempotent) set-up for `make demo` and `make test` on a Debian 12 machine:
 #   1. the Debian packages the tests and the demo need (only when one is missing);
 #   2. .venv with the pinned Python tooling from requirements.txt (rebuilt when it changes);
-#   3. .venv-ansible-min with the oldest ansible-core of meta/runtime.yml's range, so the
-#      collection tarball is smoke-tested with it too.
+#   3. .venv-ansible-min with the oldest ansible-core of meta/runtime.yml's range and
+#      .venv-ansible-max with the newest release (it needs Python >= 3.12: pyenv's, here), so
+#      the collection tarball is smoke-tested at both ends of the range too.
 # Re-running it when nothing changed takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ APT_PACKAGES=(curl docker.io docker-registry busybox-static debootstrap iptables
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 ANSIBLE_MIN="2.17.14"
+ANSIBLE_MAX="2.21.5"
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -45,5 +47,26 @@ if [[ ! -x .venv-ansible-min/bin/ansible-playbook || "$(cat .venv-ansible-min/.v
   "$PYTHON" -m venv .venv-ansible-min
   .venv-ansible-min/bin/pip install -q --disable-pip-version-check "ansible-core==$ANSIBLE_MIN"
   echo "$ANSIBLE_MIN" > .venv-ansible-min/.version
+fi
+# ansible-core 2.20 and later need Python >= 3.12 on the controller; Debian 12 has 3.11, so
+# take the first newer interpreter found (pyenv's shims fail here: use its versions directly).
+find_python312() {
+  local c
+  for c in python3.13 python3.12 "$(pyenv root 2>/dev/null || echo /root/.pyenv)"/versions/3.1[2-9]*/bin/python3; do
+    [[ -n "$c" ]] || continue
+    "$c" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1 && { command -v "$c"; return 0; }
+  done
+  return 1
+}
+if [[ ! -x .venv-ansible-max/bin/ansible-playbook || "$(cat .venv-ansible-max/.version 2>/dev/null)" != "$ANSIBLE_MAX" ]]; then
+  if PY312=$(find_python312); then
+    log "creating .venv-ansible-max (ansible-core $ANSIBLE_MAX, $PY312)"
+    rm -rf .venv-ansible-max
+    "$PY312" -m venv .venv-ansible-max
+    .venv-ansible-max/bin/pip install -q --disable-pip-version-check "ansible-core==$ANSIBLE_MAX"
+    echo "$ANSIBLE_MAX" > .venv-ansible-max/.version
+  else
+    log "WARNING: no Python >= 3.12 found: .venv-ansible-max (ansible-core $ANSIBLE_MAX) not created; its collection test will fail"
+  fi
 fi
 log "ready"

@@ -1,7 +1,11 @@
 """Build the collection tarball, install it, and run a smoke playbook from the installed copy.
 
-Run with the pinned ansible-core (.venv) and with the oldest release of meta/runtime.yml's
-`requires_ansible` range (.venv-ansible-min), so that range is one we actually test.
+Run with the pinned ansible-core (.venv), with the oldest release of meta/runtime.yml's
+`requires_ansible` range (.venv-ansible-min) and with the newest ansible-core release
+(.venv-ansible-max, on Python >= 3.12), so that range is one we actually test. The smoke run
+uses the modules, and renders the policy through the packaged playbook by FQCN (role,
+template, filter plugins and rego_check from the tarball): it must be byte-identical to the
+checkout's rendering.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import pytest
 import yaml
 
 from tests.lib.ansible_run import ROOT
+from tests.policy import harness
 
 VENV_BIN = Path(sys.executable).parent
 MIN_BIN = ROOT / ".venv-ansible-min" / "bin"
+MAX_BIN = ROOT / ".venv-ansible-max" / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +72,13 @@ def test_tarball_holds_real_files_and_no_test_code(tarball: Path) -> None:
         assert f"roles/{role.name}/meta/argument_specs.yml" in members, role.name
 
 
-@pytest.mark.parametrize("bindir", [VENV_BIN, MIN_BIN], ids=["ansible-pinned", "ansible-min"])
+@pytest.mark.parametrize(
+    "bindir", [VENV_BIN, MIN_BIN, MAX_BIN], ids=["ansible-pinned", "ansible-min", "ansible-max"]
+)
 def test_installed_tarball_runs_smoke_playbook(bindir: Path, tarball: Path, tmp_path: Path) -> None:
-    assert (bindir / "ansible-playbook").exists(), f"{bindir} missing: run scripts/setup.sh"
+    assert (bindir / "ansible-playbook").exists(), (
+        f"{bindir} missing: run scripts/setup.sh (.venv-ansible-max needs a Python >= 3.12)"
+    )
     colls = tmp_path / "collections"
     work = tmp_path / "work"
     work.mkdir()
@@ -105,6 +115,23 @@ def test_installed_tarball_runs_smoke_playbook(bindir: Path, tarball: Path, tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "failed=0" in proc.stdout
     assert json.loads((work / "daemon.json").read_text()) == {"authorization-plugins": ["opa-docker-authz"]}
+
+    # The packaged playbook by FQCN renders (and compiles) exactly the checkout's policy.
+    dest = work / "authz.rego"
+    render = subprocess.run(
+        [
+            bindir / "ansible-playbook", "hardening.docker_authz.render_policy",
+            "-i", "localhost,", "-c", "local",
+            "-e", json.dumps({
+                "docker_authz_render_dest": str(dest),
+                "docker_authz_profile": "restricted",
+                "ansible_python_interpreter": sys.executable,
+            }),
+        ],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert render.returncode == 0, render.stdout + render.stderr
+    assert dest.read_text() == harness.render(profile="restricted")
 
     doc = subprocess.run(
         [bindir / "ansible-doc", "-t", "module", "hardening.docker_authz.daemon_json"],
