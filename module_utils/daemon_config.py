@@ -30,9 +30,11 @@ from __future__ import annotations
 import copy
 import errno
 import fcntl
+import grp
 import json
 import math
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -259,6 +261,50 @@ LEGACY_PLUGIN_SPEC_DIRS: tuple[str, ...] = ("/etc/docker/plugins", "/usr/lib/doc
 
 class DaemonConfigError(Exception):
     """A refusal: nothing was written. The message names the problem and the fix."""
+
+
+_SYMBOLIC_MODE_PART = re.compile(r"^[ugoa]*(?:[-+=][rwxXstugo]*)+$")
+
+
+def check_file_attributes(owner: str | None, group: str | None, mode: Any) -> None:
+    """Refuse owner, group and mode values that cannot be applied, BEFORE anything is written.
+
+    Ansible applies the file attributes after the write; an unknown user there would fail the
+    task with the new daemon.json already in place. So they are resolved first.
+    """
+    if owner not in (None, ""):
+        name = str(owner)
+        if not name.isdigit():
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                raise DaemonConfigError(
+                    f"owner {name!r} is not a user on this host: "
+                    "give an existing user name or a numeric uid"
+                ) from None
+    if group not in (None, ""):
+        name = str(group)
+        if not name.isdigit():
+            try:
+                grp.getgrnam(name)
+            except KeyError:
+                raise DaemonConfigError(
+                    f"group {name!r} is not a group on this host: "
+                    "give an existing group name or a numeric gid"
+                ) from None
+    if mode in (None, "", "preserve"):
+        return
+    if isinstance(mode, int):
+        if 0 <= mode <= 0o7777:
+            return
+    elif re.fullmatch(r"(?:0o?)?[0-7]{3,4}", str(mode)) or all(
+        _SYMBOLIC_MODE_PART.match(part) for part in str(mode).split(",")
+    ):
+        return
+    raise DaemonConfigError(
+        f"mode {mode!r} is not a file mode: give it as a quoted octal string such as '0644' "
+        "or in symbolic form such as 'u=rw,go=r'"
+    )
 
 
 # ======================================================================================

@@ -234,9 +234,36 @@ def test_refusals_fail_the_task_and_leave_the_file(tmp_path: Path) -> None:
         settings: {{debug: true}}
       ignore_errors: true
 """
+    # File attributes that cannot be applied are refused before the write, in check mode too
+    # (Ansible sets them after the write: the new content would already be in place).
+    attrs = tmp_path / "attrs" / "daemon.json"
+    attrs.parent.mkdir()
+    attrs.write_text('{"debug": false}\n')
+    bad_attrs = {
+        "owner": ({"owner": "no-such-user-hda"}, "owner 'no-such-user-hda' is not a user on this host"),
+        "group": ({"group": "no-such-group-hda"}, "group 'no-such-group-hda' is not a group on this host"),
+        "mode": ({"mode": "0999"}, "mode '0999' is not a file mode"),
+    }
+    for name, (extra, _msg) in bad_attrs.items():
+        for check in (False, True):
+            tasks += f"""
+    - name: Refuse {name} (check {check})
+      hardening.docker_authz.daemon_json:
+        path: {attrs}
+        settings: {{debug: true}}
+        {next(iter(extra))}: "{next(iter(extra.values()))}"
+      check_mode: {str(check).lower()}
+      ignore_errors: true
+"""
     run = run_playbook(play(tasks), tmp_path, args=["--diff"])
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.recap()["ignored"] == len(REFUSALS) + 1, "every refusal is a failed (ignored) task"
+    assert run.recap()["ignored"] == len(REFUSALS) + 1 + 2 * len(bad_attrs), "every refusal is a failed task"
+    for name, (_extra, msg) in bad_attrs.items():
+        for check in (False, True):
+            res = run.task(f"Refuse {name} (check {check})")
+            assert res["status"] == "failed" and msg in res["result"]["msg"], res["result"].get("msg")
+            assert res["result"]["changed"] is False
+    assert attrs.read_text() == '{"debug": false}\n', "a refused attribute still wrote the file"
     for name, (content, _settings, msg) in REFUSALS.items():
         res = run.task(f"Refuse {name}")
         assert res["status"] == "failed" and msg in res["result"]["msg"], (name, res["result"].get("msg"))

@@ -592,3 +592,37 @@ def test_contending_runs_serialize_and_lose_no_update(target, env):
     assert waited > 0.3, f"the second run did not wait for the lock ({waited:.2f}s)"
     assert res.before["labels"] == ["site=lab", "writer=slow"], "second run must read the first run's result"
     assert json.loads(target.read_text())["labels"] == ["site=lab", "writer=slow", "writer=fast"]
+
+
+# ---------------------------------------------------------------------------------------
+# file attributes resolved before the write
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("owner", "group", "mode"),
+    [
+        (None, None, None),
+        ("root", "root", "0644"),
+        ("0", "0", "644"),
+        (None, None, 0o640),
+        (None, None, "u=rw,go=r"),
+        (None, None, "preserve"),
+        (None, None, "0o600"),
+    ],
+)
+def test_applicable_file_attributes_pass(owner, group, mode) -> None:
+    dc.check_file_attributes(owner, group, mode)
+
+
+@pytest.mark.parametrize(
+    ("owner", "group", "mode", "msg"),
+    [
+        ("no-such-user-hda", None, None, "owner 'no-such-user-hda' is not a user"),
+        (None, "no-such-group-hda", None, "group 'no-such-group-hda' is not a group"),
+        (None, None, "0999", "mode '0999' is not a file mode"),
+        (None, None, "rw-r--r--", "is not a file mode"),
+        (None, None, 0o17777, "is not a file mode"),
+    ],
+)
+def test_inapplicable_file_attributes_are_refused(owner, group, mode, msg) -> None:
+    with pytest.raises(dc.DaemonConfigError, match=msg):
+        dc.check_file_attributes(owner, group, mode)

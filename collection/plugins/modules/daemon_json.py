@@ -227,6 +227,7 @@ plugins:
 
 import os  # noqa: E402
 import traceback  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -236,6 +237,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.daemon_conf
     DEFAULT_PATH,
     DaemonConfigError,
     apply,
+    check_file_attributes,
 )
 
 
@@ -257,6 +259,7 @@ def main() -> None:
     )
     p = module.params
     try:
+        check_file_attributes(p["owner"], p["group"], p["mode"])
         res = apply(
             p["path"],
             p["settings"],
@@ -285,6 +288,16 @@ def main() -> None:
     attr_diff: dict = {}
     if os.path.exists(res.path):
         file_args = module.load_file_common_arguments(module.params, path=res.path)
+        if res.changed and not module.check_mode:
+            # The new content is in place: a failure setting the attributes must say so.
+            fail_json = module.fail_json
+
+            def fail_after_write(**kwargs: Any) -> None:
+                why = kwargs.get("msg")
+                kwargs["msg"] = f"{res.path} was written, but its file attributes could not be set: {why}"
+                fail_json(**{**kwargs, "changed": True, "config": res.after})
+
+            module.fail_json = fail_after_write  # type: ignore[method-assign]
         changed = module.set_fs_attributes_if_different(file_args, changed, diff=attr_diff)
 
     result = {
