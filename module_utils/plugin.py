@@ -507,6 +507,33 @@ def same_reference(installed: str, desired: Reference) -> bool:
         return False
 
 
+def precheck_settings(desired: Desired) -> None:
+    """Refuse mount sources and device paths outside ``allowed_privileges`` before any step.
+
+    ``settings_changes`` knows the plugin's settable keys only once it is installed; these
+    values are checked without it, so a refused privilege never pulls or changes a plugin
+    (and check mode predicts the refusal).
+    """
+    for key, value in desired.settings:
+        obj, dot, attr = key.partition(".")
+        if not dot or not obj:
+            continue
+        if attr == "source" and value not in desired.allowed.get("mount", set()):
+            raise PluginError(
+                f"setting {key}={value} mounts a host path that allowed_privileges does not grant "
+                f"(mount={value}): add it to allowed_privileges if the plugin may read it. Nothing was "
+                "installed or changed.",
+                refused=[f"mount={value}"],
+            )
+        if attr == "path" and value not in desired.allowed.get("device", set()):
+            raise PluginError(
+                f"setting {key}={value} exposes a device that allowed_privileges does not grant "
+                f"(device={value}): add it to allowed_privileges if the plugin may use it. Nothing was "
+                "installed or changed.",
+                refused=[f"device={value}"],
+            )
+
+
 def settings_changes(current: PluginState, desired: Desired) -> list[str]:
     """The ``KEY=VALUE`` list ``POST /plugins/{id}/set`` needs; checks every key first.
 
@@ -1037,8 +1064,16 @@ def ensure(
             )
 
     config_changes: bool | None = None
+    if desired.state != "absent":
+        precheck_settings(desired)
     if current is not None and desired.state != "absent":
         config_changes = bool(settings_changes(current, desired))
+    elif check_mode and desired.state != "absent" and desired.settings:
+        warnings.append(
+            "check mode: the setting names ("
+            + ", ".join(k for k, _ in desired.settings)
+            + ") are checked against the plugin's config once it is installed"
+        )
     steps = plan_steps(current, desired, remote_digest, config_changes)
 
     if ("install" in steps or "upgrade" in steps) and desired.reference is not None:

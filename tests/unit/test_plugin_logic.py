@@ -836,6 +836,22 @@ def test_refusals_change_nothing(engine):
     assert engine.mutations() == [] and p == before
 
 
+@pytest.mark.parametrize("setting", ["policy.source=/", "gpu.path=/dev/mem"])
+def test_a_settings_privilege_outside_the_allowed_set_is_refused_before_a_fresh_install(engine, setting):
+    engine.push(REF_AMD, digest(1))
+    for check in (True, False):
+        err = refused(engine, check=check, settings=[setting])
+        assert "allowed_privileges does not grant" in str(err) and "Nothing was installed" in str(err)
+    assert engine.mutations() == [] and engine.plugins == {}
+
+
+def test_check_mode_says_setting_names_wait_for_the_install(engine):
+    engine.push(REF_AMD, digest(1))
+    plan = run(engine, check=True, settings=["DEBUG=1"])
+    assert any("checked against the plugin's config once it is installed" in w for w in plan["warnings"])
+    assert engine.mutations() == []
+
+
 def test_no_set_for_a_bad_key_after_install(engine):
     engine.push(REF_AMD, digest(1))
     err = refused(engine, settings=["nope=1"])
