@@ -1104,15 +1104,38 @@ def parse_engine_version(version: str) -> tuple[int, int, int] | None:
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
-def is_vulnerable(version: tuple[int, int, int], fixed: tuple[tuple[int, int, int], ...]) -> bool:
+_PRERELEASE_RE = re.compile(r"^v?\d+\.\d+(?:\.\d+)?-(?:rc|beta|alpha|tp|dev)", re.I)
+
+
+def is_prerelease(version: str) -> bool:
+    """``29.3.1-rc.1`` comes before ``29.3.1`` (``20.10.24+dfsg1`` and ``17.03.2-ce`` are releases)."""
+    return bool(_PRERELEASE_RE.match((version or "").strip()))
+
+
+def _at_or_after(version: tuple[int, int, int], fix: tuple[int, int, int], prerelease: bool) -> bool:
+    return version > fix or (version == fix and not prerelease)
+
+
+def is_vulnerable(
+    version: tuple[int, int, int], fixed: tuple[tuple[int, int, int], ...], prerelease: bool = False
+) -> bool:
     """Vulnerable unless the release branch (major.minor) got a fix at or below this release,
-    or the version is at or above the newest fix (later branches were released fixed)."""
-    if version >= max(fixed):
+    or the version is at or above the newest fix (later branches were released fixed). A
+    pre-release of a fixed version is not that version yet."""
+    if _at_or_after(version, max(fixed), prerelease):
         return False
     for fix in fixed:
         if version[:2] == fix[:2]:
-            return version < fix
+            return not _at_or_after(version, fix, prerelease)
     return True
+
+
+def upgrade_target(version: tuple[int, int, int], fixed: tuple[tuple[int, int, int], ...]) -> str:
+    """The release to upgrade to: the fix of the version's own branch, else the newest fix."""
+    for fix in fixed:
+        if version[:2] == fix[:2]:
+            return ".".join(map(str, fix))
+    return ".".join(map(str, max(fixed)))
 
 
 def cve_findings(version: str) -> list[dict[str, Any]]:
@@ -1131,15 +1154,16 @@ def cve_findings(version: str) -> list[dict[str, Any]]:
                 }
             )
             continue
-        vulnerable = is_vulnerable(parsed, fixed)
+        vulnerable = is_vulnerable(parsed, fixed, is_prerelease(version))
         out.append(
             {
                 "id": cve,
                 "vulnerable": vulnerable,
                 "fixed_in": fixed_in,
                 "message": (
-                    f"Docker Engine {version} is older than the fix for {cve} ({fixed_in}): {what}. "
-                    "No policy can stop this; upgrade the engine (a distribution package may carry a "
+                    f"Docker Engine {version} is older than the fix for {cve} (fixed in {fixed_in}): "
+                    f"{what}. No policy can stop this: upgrade the engine to "
+                    f"{upgrade_target(parsed, fixed)} or later (a distribution package may carry a "
                     "backported fix: check its changelog)"
                 )
                 if vulnerable

@@ -325,11 +325,32 @@ def test_classify(status: int | None, message: str, outcome: str, plugin: str | 
         ("29.4.0", False, False),
         ("30.0.0", False, False),
         ("17.03.2-ce", True, True),
+        # a pre-release of a fixed version is not that version yet
+        ("29.3.1-rc.1", False, True),
+        ("29.3.2-rc.1", False, False),
+        ("27.1.1-beta.2", True, True),
+        ("v29.3.1", False, False),
     ],
 )
 def test_cve_versions_per_release_branch(version: str, cve_41110: bool, cve_34040: bool) -> None:
     found = {c["id"]: c["vulnerable"] for c in P.cve_findings(version)}
     assert found == {"CVE-2024-41110": cve_41110, "CVE-2026-34040": cve_34040}
+
+
+@pytest.mark.parametrize(
+    ("version", "targets"),
+    [
+        ("20.10.24+dfsg1", {"CVE-2024-41110": "27.1.1", "CVE-2026-34040": "29.3.1"}),
+        ("25.0.10", {"CVE-2026-34040": "25.0.16"}),
+        ("26.1.4", {"CVE-2024-41110": "26.1.5", "CVE-2026-34040": "29.3.1"}),
+        ("28.5.2", {"CVE-2026-34040": "29.3.1"}),
+    ],
+)
+def test_cve_message_names_the_release_to_upgrade_to(version: str, targets: dict[str, str]) -> None:
+    found = {c["id"]: c["message"] for c in P.cve_findings(version) if c["vulnerable"]}
+    assert set(found) == set(targets)
+    for cve, target in targets.items():
+        assert f"upgrade the engine to {target} or later" in found[cve], found[cve]
 
 
 def test_unreadable_version_is_reported_not_guessed() -> None:
