@@ -1220,7 +1220,12 @@ def _cleanup(client: DockerClient, probe: Probe, status: int, body: bytes) -> st
     return None
 
 
-def run_probe(client: DockerClient, probe: Probe, alias: str, timeout: float) -> ProbeResult:
+def run_probe(
+    client: DockerClient, probe: Probe, alias: str, timeout: float, accept_other_plugins: bool = False
+) -> ProbeResult:
+    """Send one probe. A deny probe passes when ``alias`` denied it: a denial by another plugin
+    earlier in the chain means ``alias``'s policy never saw the request, which proves nothing
+    about it (``accept_other_plugins`` counts such a denial as a pass)."""
     target = probe.request_target(client.api_version)
     headers = {"Content-Type": probe.content_type} if probe.content_type else {}
     status: int | None = None
@@ -1235,12 +1240,13 @@ def run_probe(client: DockerClient, probe: Probe, alias: str, timeout: float) ->
     except DockerUnavailable as exc:
         text = str(exc)
     outcome = classify(status, text)
+    by_other = outcome.outcome == OUTCOME_DENIED and not _same_plugin(outcome.plugin, alias)
     if probe.expect == DENY:
-        passed = outcome.outcome == OUTCOME_DENIED
+        passed = outcome.outcome == OUTCOME_DENIED and (accept_other_plugins or not by_other)
     else:
         passed = outcome.outcome == OUTCOME_AUTHORIZED
     message = outcome.message
-    if outcome.outcome == OUTCOME_DENIED and not _same_plugin(outcome.plugin, alias):
+    if by_other:
         message = f"denied by plugin {outcome.plugin}, before {alias} was asked: {message}"
     return ProbeResult(
         name=probe.name,
@@ -1361,6 +1367,7 @@ def verify(
     alias: str = DEFAULT_ALIAS,
     probe_bypasses: bool = True,
     expect_enforced: bool = True,
+    accept_other_plugins: bool = False,
     policy_path: str | None = None,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
@@ -1373,10 +1380,11 @@ def verify(
             "plugins, so there is nothing to verify. Point socket at a Docker Engine."
         )
     probes = build_probes(settings, probe_bypasses)
-    results = [run_probe(client, p, alias, timeout) for p in probes]
+    results = [run_probe(client, p, alias, timeout, accept_other_plugins) for p in probes]
     plugin = plugin_facts(client, alias, policy_path)
     warnings: list[str] = []
     findings: list[dict[str, Any]] = []
+    problems_first: list[str] = []
 
     if engine["version"]:
         for cve in cve_findings(engine["version"]):
@@ -1423,10 +1431,19 @@ def verify(
         }
     )
     if others:
-        warnings.append(
-            f"some probes were denied by other authorization plugins ({', '.join(others)}) "
-            f"before {alias} was asked: {alias}'s policy was not tested on those"
-        )
+        if accept_other_plugins:
+            warnings.append(
+                f"some probes were denied by other authorization plugins ({', '.join(others)}) "
+                f"before {alias} was asked: {alias}'s policy was not tested on those "
+                "(accepted: accept_other_plugins)"
+            )
+        else:
+            problems_first.append(
+                f"some probes were denied by other authorization plugins ({', '.join(others)}) before "
+                f"{alias} was asked, so {alias}'s policy was not tested on them: put {alias} before "
+                f"{', '.join(others)} in authorization-plugins, or set accept_other_plugins (role: "
+                "docker_authz_verify_accept_other_plugins) to count their denials"
+            )
     errors = [r for r in results if r.outcome == OUTCOME_PLUGIN_ERROR]
     if errors:
         warnings.append(
@@ -1445,6 +1462,7 @@ def verify(
     problems: list[str] = []
     if failed:
         problems.append(f"{len(failed)} of {len(results)} probes failed")
+    problems.extend(problems_first)
     if not denied_by_alias:
         if deny_probes:
             problems.append(

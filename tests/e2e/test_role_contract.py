@@ -70,6 +70,7 @@ ORCHESTRATION_VARIABLES = [
     "docker_authz_api_timeout",
     "docker_authz_verify",
     "docker_authz_verify_bypasses",
+    "docker_authz_verify_accept_other_plugins",
     "docker_authz_verify_rules",
     "docker_authz_rollback",
     "docker_authz_remove_policies",

@@ -416,6 +416,45 @@ def run_verify(eng: fake_engine.FakeEngine, settings: P.Settings, **kw) -> dict:
     return P.verify(DockerClient(eng.socket_path, timeout=5), settings, alias=ALIAS, **kw)
 
 
+def _earlier_plugin_denies_privileged(settings: P.Settings, holder: dict) -> fake_engine.Authz:
+    """A chain where another plugin, asked first, denies every privileged request: the
+    alias's policy never sees them."""
+    base = compliant_only(settings)
+
+    def authz(req: fake_engine.Request) -> str | None:
+        verdict = base(req)
+        body = req.json() if req.headers.get("Content-Type") == "application/json" else None
+        privileged = isinstance(body, dict) and (
+            body.get("Privileged") is True or (body.get("HostConfig") or {}).get("Privileged") is True
+        )
+        holder["engine"].alias = "legacy-authz" if verdict and privileged else ALIAS
+        return verdict
+
+    return authz
+
+
+@pytest.mark.parametrize("accept", [False, True])
+def test_a_denial_by_another_plugin_does_not_prove_the_alias(engine_factory, tmp_path: Path, accept) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "authz.rego").write_text("package docker.authz\n")
+    s = P.normalize_rules({}, "baseline")
+    holder: dict = {}
+    eng = engine_factory(_earlier_plugin_denies_privileged(s, holder), plugins=[plugin_with_source(tmp_path)])
+    holder["engine"] = eng
+    result = run_verify(eng, s, accept_other_plugins=accept)
+    privileged = next(p for p in result["probes"] if p["name"] == "privileged")
+    assert privileged["outcome"] == "denied" and privileged["plugin"] == "legacy-authz"
+    assert "denied by plugin legacy-authz, before opa-docker-authz was asked" in privileged["message"]
+    assert privileged["passed"] is accept
+    if accept:
+        assert "failed_verification" not in result, result["msg"]
+        assert any("(accepted: accept_other_plugins)" in w for w in result["warnings"])
+    else:
+        assert result["failed_verification"] is True
+        assert "put opa-docker-authz before legacy-authz in authorization-plugins" in result["msg"]
+        assert result["enforced"] is True  # the alias denies the rest: live, but not proven
+
+
 @pytest.mark.parametrize("profile", ["baseline", "restricted"])
 def test_enforcing_plugin_passes_every_probe(engine_factory, tmp_path: Path, profile: str) -> None:
     (tmp_path / "policies").mkdir()

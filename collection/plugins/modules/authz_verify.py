@@ -89,6 +89,14 @@ options:
         returns the same table and warnings without failing.
     type: bool
     default: true
+  accept_other_plugins:
+    description:
+      - Authorization plugins are asked in the order of C(authorization-plugins), and the first
+        denial ends the request. A deny probe that another plugin denied before O(plugin) was
+        asked proves nothing about O(plugin)'s policy, so by default it FAILS (and the message
+        says which plugin). V(true) counts such denials as passes, with a warning.
+    type: bool
+    default: false
   policy_path:
     description:
       - The policy file on the host (for example C(/etc/docker/policies/authz.rego)). When it
@@ -282,6 +290,7 @@ def main() -> None:
             "profile": {"type": "str", "choices": list(PROFILES), "default": "baseline"},
             "probe_bypasses": {"type": "bool", "default": True},
             "expect_enforced": {"type": "bool", "default": True},
+            "accept_other_plugins": {"type": "bool", "default": False},
             "policy_path": {"type": "path"},
             "socket": {"type": "path", "default": "/var/run/docker.sock", "aliases": ["docker_socket"]},
             "timeout": {"type": "int", "default": 30},
@@ -303,6 +312,7 @@ def main() -> None:
             alias=p["plugin"],
             probe_bypasses=p["probe_bypasses"],
             expect_enforced=p["expect_enforced"],
+            accept_other_plugins=p["accept_other_plugins"],
             policy_path=p["policy_path"],
             timeout=float(p["timeout"]),
         )
