@@ -1147,13 +1147,21 @@ def clean_stale_temps(path: str) -> list[str]:
     return removed
 
 
-def _copy_selinux(src: str, dst: str) -> None:
+def _copy_selinux(src: str, dst: str) -> str | None:
+    """Copy the SELinux label; a warning when the file has one that cannot be copied."""
     try:
         ctx = os.getxattr(src, "security.selinux")
     except OSError:
-        return
-    with suppress(OSError):
+        return None  # no label (no SELinux), nothing to keep
+    try:
         os.setxattr(dst, "security.selinux", ctx)
+    except OSError as exc:
+        label = ctx.rstrip(b"\0").decode("utf-8", "replace")
+        return (
+            f"the SELinux context of {src} ({label}) could not be kept: {exc}; "
+            f"run restorecon {src} (dockerd may not be allowed to read it)"
+        )
+    return None
 
 
 def atomic_write(
@@ -1161,13 +1169,16 @@ def atomic_write(
     data: bytes,
     *,
     before_rename: Callable[[str], None] | None = None,
-) -> None:
+) -> list[str]:
     """Replace ``path`` with ``data`` atomically, keeping owner, mode and SELinux context.
+
+    Returns warnings (an SELinux context that could not be kept).
 
     A new file is created 0644 (owned by root when run as root). ``before_rename`` is a test
     hook called with the fsynced temporary file's path.
     """
     d = os.path.dirname(path) or "."
+    warnings: list[str] = []
     try:
         st: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
@@ -1182,7 +1193,9 @@ def atomic_write(
             os.chmod(tmp, stat.S_IMODE(st.st_mode))
             if os.geteuid() == 0:
                 os.chown(tmp, st.st_uid, st.st_gid)
-            _copy_selinux(path, tmp)
+            selinux_warning = _copy_selinux(path, tmp)
+            if selinux_warning:
+                warnings.append(selinux_warning)
         else:
             os.chmod(tmp, FILE_MODE)
             if os.geteuid() == 0:
@@ -1199,6 +1212,7 @@ def atomic_write(
         os.fsync(dfd)
     finally:
         os.close(dfd)
+    return warnings
 
 
 def backup_file(path: str) -> str:
@@ -1383,7 +1397,7 @@ def apply(
             return res
         if backup and res.existed:
             res.backup_file = backup_file(path)
-        atomic_write(path, res.after_text.encode("utf-8"), before_rename=before_rename)
+        res.warnings.extend(atomic_write(path, res.after_text.encode("utf-8"), before_rename=before_rename))
     return res
 
 

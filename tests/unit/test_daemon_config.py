@@ -444,6 +444,22 @@ def test_selinux_context_is_copied_to_the_new_file(target, env, monkeypatch):
     assert (attr, value) == ("security.selinux", b"system_u:object_r:container_config_t:s0\x00")
 
 
+def test_an_selinux_context_that_cannot_be_kept_is_a_warning(target, env, monkeypatch):
+    def fake_get(path, name):
+        return b"system_u:object_r:container_config_t:s0\x00"
+
+    def fake_set(path, name, value):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(dc.os, "getxattr", fake_get)
+    monkeypatch.setattr(dc.os, "setxattr", fake_set)
+    res = dc.apply(str(target), {"debug": True}, env=env)
+    assert res.changed and json.loads(target.read_text())["debug"] is True
+    assert any(
+        "SELinux context" in w and "container_config_t" in w and "restorecon" in w for w in res.warnings
+    ), res.warnings
+
+
 def test_symlink_is_kept_and_its_target_updated(tmp_path, target, env):
     link = tmp_path / "link.json"
     link.symlink_to(target)
