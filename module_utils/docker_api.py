@@ -152,12 +152,14 @@ class DockerClient:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         versioned: bool = True,
+        chunked: bool = False,
     ) -> Response:
         """Send one request and return the response whatever its status.
 
         ``body``: ``None``, ``bytes`` (sent as is), or any JSON value (sent as
         ``application/json``). ``path`` starts with ``/`` and has no version prefix unless
-        ``versioned`` is false.
+        ``versioned`` is false. ``chunked`` sends the body with ``Transfer-Encoding: chunked``
+        and no Content-Length (the CVE-2024-41110 probe).
         """
         self._check_socket()
         url = path
@@ -186,7 +188,17 @@ class DockerClient:
         hdrs.update(headers or {})
         conn = UnixHTTPConnection(self.socket_path, timeout if timeout is not None else self.timeout)
         try:
-            conn.request(method, url, body=data, headers=hdrs)
+            try:
+                if chunked and data is not None:
+                    # an iterable body without Content-Length: http.client sends it chunked
+                    conn.request(method, url, body=iter([data]), headers=hdrs, encode_chunked=False)
+                else:
+                    conn.request(method, url, body=data, headers=hdrs)
+            except (BrokenPipeError, ConnectionResetError):
+                # dockerd can answer (a denial, say) before it has read a large body, and close
+                # its side: the answer is still there to read.
+                if data is None:
+                    raise
             resp = conn.getresponse()
             payload = resp.read()
             return Response(

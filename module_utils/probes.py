@@ -286,6 +286,7 @@ class Probe:
     query: str = ""  # raw query string (without "?")
     target: str | None = None  # exact request target; "{v}" becomes "/vX.Y"
     bypass: str | None = None  # the bypass class this probe stands for
+    chunked: bool = False  # send the body with Transfer-Encoding: chunked, no Content-Length
 
     def request_target(self, api_version: str) -> str:
         if self.target is not None:
@@ -1053,6 +1054,37 @@ def build_probes(settings: Settings, probe_bypasses: bool = True) -> list[Probe]
                 bypass="path spelling",
             )
         )
+        # Engine bugs: an engine without the CVE fixes hands the plugin no body for these, a
+        # fixed one hands it the violating body. Denied either way, or the policy lets an
+        # invisible body through.
+        t.add(
+            Probe(
+                "body-chunked",
+                violating.rule,
+                DENY,
+                "POST",
+                "/containers/create",
+                f"chunked body, no Content-Length (CVE-2024-41110): {what}",
+                body,
+                chunked=True,
+                bypass="engine bugs",
+            )
+        )
+        if isinstance(body, dict):
+            padded = dict(body)
+            padded["Labels"] = {**(body.get("Labels") or {}), "hardening.verify.padding": "x" * (1 << 20)}
+            t.add(
+                Probe(
+                    "body-over-1mib",
+                    violating.rule,
+                    DENY,
+                    "POST",
+                    "/containers/create",
+                    f"body over 1 MiB (CVE-2026-34040): {what}",
+                    padded,
+                    bypass="engine bugs",
+                )
+            )
     return t.probes
 
 
@@ -1232,7 +1264,13 @@ def run_probe(
     cleanup = None
     try:
         resp = client.raw_request(
-            probe.method, target, body=probe.body_bytes(), headers=headers, timeout=timeout, versioned=False
+            probe.method,
+            target,
+            body=probe.body_bytes(),
+            headers=headers,
+            timeout=timeout,
+            versioned=False,
+            chunked=probe.chunked,
         )
         status = resp.status
         text = resp.message if resp.body else resp.reason
@@ -1253,7 +1291,8 @@ def run_probe(
         rule=probe.rule,
         bypass=probe.bypass,
         request=f"{probe.method} {target}"
-        + (f" [{probe.content_type}]" if probe.content_type not in (None, "application/json") else ""),
+        + (f" [{probe.content_type}]" if probe.content_type not in (None, "application/json") else "")
+        + (" [chunked]" if probe.chunked else ""),
         summary=probe.summary,
         expected=probe.expect,
         status=status,

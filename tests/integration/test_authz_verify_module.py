@@ -168,7 +168,7 @@ def test_correct_policy_passes_every_probe(host: DindHost, tmp_path: Path) -> No
     print(f"authz_verify over SSH, {result.get('counts')}: {time.monotonic() - t0:.1f}s")
     assert status == "ok", result.get("msg")
     assert result["changed"] is False and result["enforced"] is True
-    assert result["counts"]["failed"] == 0 and result["counts"]["total"] == 12
+    assert result["counts"]["failed"] == 0 and result["counts"]["total"] == 14
     assert result["rules"] == ["deny_privileged"]
     privileged = probe(result, "privileged")
     assert (privileged["status"], privileged["outcome"], privileged["message"]) == (

@@ -85,6 +85,15 @@ class _Handler(BaseHTTPRequestHandler):
         engine = self.server.engine
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            # Read it all (closing with unread data resets the connection), then hand the
+            # authorization none of it, as engines without the CVE-2024-41110 fix do.
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if not size:
+                    self.rfile.readline()  # the empty line after the last chunk
+                    break
+                self.rfile.read(size + 2)  # the chunk and its CRLF
         req = Request(self.command, self.path, {k: v for k, v in self.headers.items()}, body)
         engine.requests.append(req)
         if req.path == "/_ping" and self.command == "HEAD":

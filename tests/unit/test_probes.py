@@ -184,10 +184,13 @@ def test_bypass_probes_and_their_spellings() -> None:
     ]  # fmt: skip
     assert all(P.clean_path(x.split(":")[0]).startswith("/etc") for x in spellings)
     assert t["mount-volume-bind"].body["DriverOpts"] == {"type": "none", "o": "bind", "device": "/etc"}
+    assert t["body-chunked"].chunked and t["body-chunked"].body["HostConfig"]["Privileged"] is True
+    assert len(t["body-over-1mib"].body_bytes()) > 1 << 20
+    assert t["body-over-1mib"].body["HostConfig"]["Privileged"] is True
     classes = {p.bypass for p in t.values()} - {None}
     assert classes == {
         "key case", "path spelling", "invisible body", "value spelling", "host path spelling",
-        "other endpoints",
+        "other endpoints", "engine bugs",
     }  # fmt: skip
     plain = P.build_probes(s, probe_bypasses=False)
     assert all(p.bypass is None for p in plain)
@@ -521,9 +524,13 @@ def test_policy_that_allows_privileged_is_caught(engine_factory) -> None:
     eng = engine_factory(authz, plugins=[PLUGIN_OK])
     result = run_verify(eng, s)
     failed = {p["name"] for p in result["probes"] if not p["passed"]}
-    assert failed == {"privileged", "path-unversioned", "path-percent-encoded", "path-query-string"}
+    # The fake engine hands over a body over 1 MiB (as fixed engines do) but no chunked body (as
+    # engines without the CVE-2024-41110 fix): the chunked probe meets the strict part, denied.
+    assert failed == {
+        "privileged", "path-unversioned", "path-percent-encoded", "path-query-string", "body-over-1mib",
+    }  # fmt: skip
     assert result["enforced"] is True
-    assert "4 of" in result["msg"] and "FAILED  privileged " in result["msg"]
+    assert "5 of" in result["msg"] and "FAILED  privileged " in result["msg"]
 
 
 def test_refused_compliant_request_fails(engine_factory) -> None:

@@ -82,6 +82,11 @@ def test_each_probe_gets_the_expected_answer_for_its_own_rule(name: str, dialect
                 problems.append(f"{probe.name}: denied without the body rule: {sorted(deny)}")
             continue
         want = {RULE_IDS[probe.rule]}
+        if probe.bypass == "engine bugs" and (rules == want or "body" in rules):
+            # its own rule when the engine forwards the body; the body rule (and the require_*
+            # rules, which see no fields) when it does not, as opa-docker-authz gets no body
+            # over 1 MiB
+            continue
         if rules != want:
             problems.append(
                 f"{probe.name}: denied for {sorted(rules)}, not only {sorted(want)}: {sorted(deny)}"
