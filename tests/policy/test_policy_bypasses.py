@@ -265,6 +265,53 @@ def test_host_path_spelling(dialect, profile):
         assert policy.decide(create(host_config={"Binds": [f"{source}:/x"]}))[0], source
 
 
+@matrix
+def test_a_host_path_above_a_sensitive_one_is_denied(dialect, profile):
+    # /run holds /run/containerd/containerd.sock, which is not behind the authorization plugin
+    policy = compiled(dialect, profile=profile)
+    for source in ("/run", "/var/run", "/var", "/var/lib", "/run/containerd/..", "/var//lib/"):
+        req = create(host_config={"Binds": [f"{source}:/h"]})
+        assert denied(policy, req, "sensitive_mounts:"), source
+        mount = create(host_config={"Mounts": [{"Type": "bind", "Source": source, "Target": "/h"}]})
+        assert denied(policy, mount, "sensitive_mounts:"), source
+    for source in ("/srv", "/home/u", "/var/log/app", "/run/user/1000"):
+        assert policy.decide(create(host_config={"Binds": [f"{source}:/h"]}))[0], source
+
+
+@matrix
+def test_local_volume_options_that_mount_host_paths(dialect, profile):
+    """The local driver hands "device" to mount(2) as given (relative to dockerd's working
+    directory, "/") and passes overlay's lowerdir/upperdir/workdir through."""
+    policy = compiled(dialect, profile=profile)
+    bad = [
+        {"type": "none", "o": "bind", "device": "."},
+        {"type": "none", "o": "bind", "device": "etc"},
+        {"type": "none", "o": "bind", "device": "proc/.."},
+        {"type": "none", "o": "bind", "device": "etc/docker/policies"},
+        {"type": "ext4", "device": "dev/sda1"},
+        {"type": "overlay", "device": "overlay", "o": "lowerdir=/,upperdir=/srv/u,workdir=/srv/w"},
+        {"type": "overlay", "device": "overlay", "o": "lowerdir=/srv/l,upperdir=/etc,workdir=/srv/w"},
+        {"type": "overlay", "device": "overlay", "o": "lowerdir=/srv/a:/usr,upperdir=/srv/u,workdir=/srv/w"},
+        {"type": "overlay", "device": "overlay", "o": "LowerDir=/srv/a, upperdir=/var"},
+    ]
+    for opts in bad:
+        req = write("POST", "/v1.41/volumes/create", {"Name": "v", "Driver": "local", "DriverOpts": opts})
+        assert denied(policy, req, "sensitive_mounts:"), opts
+        mount = {
+            "Type": "volume", "Source": "v", "Target": "/v",
+            "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": opts}},
+        }  # fmt: skip
+        assert denied(policy, create(host_config={"Mounts": [mount]}), "sensitive_mounts:"), opts
+    good = [
+        {"type": "tmpfs", "device": "tmpfs", "o": "size=100m,uid=1000"},
+        {"type": "none", "o": "bind", "device": "/srv/data"},
+        {"type": "overlay", "device": "overlay", "o": "lowerdir=/srv/l,upperdir=/srv/u,workdir=/srv/w"},
+    ]
+    for opts in good:
+        req = write("POST", "/v1.41/volumes/create", {"Name": "v", "Driver": "local", "DriverOpts": opts})
+        assert policy.decide(req)[0], opts
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_symlink_resolved_by_the_plugin(dialect, tmp_path):
     """BindMounts[].Resolved (the plugin's view of the filesystem) is checked too."""
