@@ -558,6 +558,13 @@ def _rule_seccomp(t: _Table, r: str) -> None:
         t.body({"SecurityOpt": t.security_opts("seccomp:unconfined")}),
         "value spelling",
     )
+    t.create(
+        "seccomp-empty-profile",
+        r,
+        "SecurityOpt seccomp={} (a profile without a default action switches seccomp off)",
+        t.body({"SecurityOpt": t.security_opts("seccomp={}")}),
+        "value spelling",
+    )
     t.key_case("seccomp-key-lower", r, "SecurityOpt", t.security_opts("seccomp=unconfined"))
     spec = _compliant_service(t.settings, Privileges={"Seccomp": {"Mode": "unconfined"}})
     t.post("seccomp-service", r, "/services/create", "service Privileges.Seccomp.Mode=unconfined", spec)

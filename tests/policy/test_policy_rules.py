@@ -3,6 +3,7 @@ parameters; both dialects (regopy evaluates v0 and v1)."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -24,6 +25,11 @@ ALL_OFF = {var: False for var, _b, _r in RULES.values()}
 ALLOW_ALL_SECCOMP = json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []})
 STRICT_SECCOMP = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []})
 
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
 # rule id -> requests it must deny (each breaks only that rule), requests it must allow.
 DENY: dict[str, list[dict]] = {
     "privileged": [create(host_config={"Privileged": True}), exec_create({"Privileged": True})],
@@ -32,7 +38,17 @@ DENY: dict[str, list[dict]] = {
         create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp:unconfined"]}),
         create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp=UNCONFINED"]}),
         create(host_config={"SecurityOpt": ["no-new-privileges", f"seccomp={ALLOW_ALL_SECCOMP}"]}),
+        # profiles with neither a default action nor system calls switch seccomp off (moby)
+        *(
+            create(host_config={"SecurityOpt": ["no-new-privileges", f"seccomp={text}"]})
+            for text in ("{}", "null", '{"syscalls": []}', '{"defaultAction": ""}', "/etc/p.json")
+        ),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp:{}"]}),
         service({"Privileges": {"Seccomp": {"Mode": "unconfined"}}}),
+        *(
+            service({"Privileges": {"Seccomp": {"Mode": "custom", "Profile": profile}}})
+            for profile in (b64("{}"), b64(ALLOW_ALL_SECCOMP), None)
+        ),
     ],
     "no_new_privileges": [
         create(host_config={"SecurityOpt": None}),
@@ -165,7 +181,10 @@ DENY: dict[str, list[dict]] = {
 ALLOW: dict[str, list[dict]] = {
     "privileged": [create(host_config={"Privileged": False}), exec_create({"Privileged": False})],
     "seccomp_unconfined": [
-        create(host_config={"SecurityOpt": ["no-new-privileges", f"seccomp={STRICT_SECCOMP}"]})
+        create(host_config={"SecurityOpt": ["no-new-privileges", f"seccomp={STRICT_SECCOMP}"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "seccomp=builtin"]}),
+        service({"Privileges": {"Seccomp": {"Mode": "custom", "Profile": b64(STRICT_SECCOMP)}}}),
+        service({"Privileges": {"Seccomp": {"Mode": "default"}}}),
     ],
     "no_new_privileges": [
         create(host_config={"SecurityOpt": ["no-new-privileges:true"]}),
