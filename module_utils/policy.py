@@ -39,6 +39,7 @@ RULES: dict[str, tuple[str, bool, bool]] = {
     "sensitive_mounts": ("docker_authz_deny_sensitive_mounts", True, True),
     "devices": ("docker_authz_deny_devices", True, True),
     "plugin_changes": ("docker_authz_deny_plugin_changes", True, True),
+    "swarm_changes": ("docker_authz_deny_swarm_changes", True, True),
     "readonly_rootfs": ("docker_authz_require_readonly_rootfs", False, False),
 }
 # docker_authz_trusted_registries is a list: the rule "trusted_registries" is on when it is not empty.

@@ -81,6 +81,7 @@ RULE_DEFAULTS: dict[str, tuple[bool, bool]] = {
     "deny_sensitive_mounts": (True, True),
     "deny_devices": (True, True),
     "deny_plugin_changes": (True, True),
+    "deny_swarm_changes": (True, True),
     "require_readonly_rootfs": (False, False),
 }
 PROFILES = ("baseline", "restricted")
@@ -908,6 +909,25 @@ def _rule_plugins(t: _Table, r: str) -> None:
     t.post("plugin-upgrade", r, f"{base}/upgrade", "upgrade a plugin", query=f"remote={ref}")
 
 
+def _rule_swarm(t: _Table, r: str) -> None:
+    # Each is refused by the daemon even when authorized, and changes nothing: a join without
+    # managers or token, a swarm update at version 0 (out of sequence), a node that does not
+    # exist. No swarm init or leave: those could not be made harmless.
+    t.post(
+        "swarm-join",
+        r,
+        "/swarm/join",
+        "join a swarm (no managers given: nothing is contacted)",
+        {"ListenAddr": "127.0.0.1:2377", "RemoteAddrs": [], "JoinToken": ""},
+        bypass=None,
+    )
+    t.post("swarm-update", r, "/swarm/update", "reconfigure the swarm", {}, query="version=0")
+    t.post(
+        "node-update", r, f"/nodes/{PROBE_CONTAINER}/update", "change a node's role", {"Role": "manager"},
+        query="version=0",
+    )
+
+
 def _rule_readonly(t: _Table, r: str) -> None:
     t.create(
         "readonly-rootfs-missing", r, "HostConfig without ReadonlyRootfs", t.body(drop=("ReadonlyRootfs",))
@@ -956,6 +976,7 @@ RULE_PROBES: dict[str, Callable[[_Table, str], None]] = {
     "deny_sensitive_mounts": _rule_mounts,
     "deny_devices": _rule_devices,
     "deny_plugin_changes": _rule_plugins,
+    "deny_swarm_changes": _rule_swarm,
     "require_readonly_rootfs": _rule_readonly,
     "trusted_registries": _rule_registries,
 }

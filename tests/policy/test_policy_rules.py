@@ -172,6 +172,16 @@ DENY: dict[str, list[dict]] = {
         write("POST", "/v1.41/plugins/create?name=p", None),
         service(task_template={"Runtime": "plugin", "PluginSpec": {"Name": "p", "Remote": "x"}}),
     ],
+    "swarm_changes": [
+        write("POST", "/v1.41/swarm/init", {"ListenAddr": "0.0.0.0:2377"}),
+        write("POST", "/v1.41/swarm/join", {"RemoteAddrs": ["198.51.100.7:2377"], "JoinToken": "SWMTKN-1-x"}),
+        write("POST", "/v1.41/swarm/leave?force=1", None),
+        write("POST", "/v1.41/swarm/update?version=3&rotateManagerToken=true", {}),
+        write("POST", "/v1.41/swarm/unlock", {"UnlockKey": "SWMKEY-1-x"}),
+        write("POST", "/v1.41/nodes/n1/update?version=5", {"Role": "manager"}),
+        write("DELETE", "/v1.41/nodes/n1?force=1", None),
+        write("POST", "/swarm/join", {"RemoteAddrs": ["198.51.100.7:2377"], "JoinToken": "SWMTKN-1-x"}),
+    ],
     "readonly_rootfs": [
         create(host_config={"ReadonlyRootfs": False}),
         service({"ReadOnly": False}),
@@ -233,6 +243,7 @@ ALLOW: dict[str, list[dict]] = {
     ],
     "devices": [create(host_config={"Devices": [], "DeviceCgroupRules": None})],
     "plugin_changes": [read("/v1.41/plugins"), read("/v1.41/plugins/p/json")],
+    "swarm_changes": [read("/v1.41/swarm"), read("/v1.41/nodes"), read("/v1.41/swarm/unlockkey")],
     "readonly_rootfs": [create(host_config={"ReadonlyRootfs": True})],
 }
 

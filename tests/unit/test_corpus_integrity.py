@@ -29,6 +29,7 @@ RULES = {
     "docker_authz_deny_sensitive_mounts",
     "docker_authz_deny_devices",
     "docker_authz_deny_plugin_changes",
+    "docker_authz_deny_swarm_changes",
     "docker_authz_require_readonly_rootfs",
     "docker_authz_trusted_registries",
 }
@@ -43,6 +44,7 @@ BASELINE_ON = {
     "docker_authz_deny_sensitive_mounts",
     "docker_authz_deny_devices",
     "docker_authz_deny_plugin_changes",
+    "docker_authz_deny_swarm_changes",
 }
 RESTRICTED_ON = BASELINE_ON | {
     "docker_authz_require_no_new_privileges",

@@ -39,7 +39,7 @@ def test_profiles_set_the_catalog_defaults() -> None:
     assert base.enabled == [
         "deny_privileged", "deny_seccomp_unconfined", "deny_host_namespaces", "deny_added_capabilities",
         "deny_apparmor_unconfined", "deny_selinux_disabled", "deny_unmasked_paths", "deny_sensitive_mounts",
-        "deny_devices", "deny_plugin_changes",
+        "deny_devices", "deny_plugin_changes", "deny_swarm_changes",
     ]  # fmt: skip
     assert set(restricted.enabled) - set(base.enabled) == {
         "require_no_new_privileges", "require_resource_limits", "restrict_ports", "deny_root_user",

@@ -276,6 +276,7 @@ def effective() -> list[dict[str, Any]]:
 
 
 _NOISE = [
+    (re.compile(r"SWMTKN-1-[0-9a-z]+-[0-9a-z]+"), "<join-token>"),
     (re.compile(r"sha256:[0-9a-f]{64}"), "sha256:<digest>"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<id>"),
     (re.compile(r"\b[0-9a-z]{25}\b"), "<swarm-id>"),

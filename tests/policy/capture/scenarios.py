@@ -12,6 +12,7 @@ rules it breaks.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ UNMASK = "docker_authz_deny_unmasked_paths"
 MOUNTS = "docker_authz_deny_sensitive_mounts"
 DEV = "docker_authz_deny_devices"
 PLUG = "docker_authz_deny_plugin_changes"
+SWARM = "docker_authz_deny_swarm_changes"
+FAKE_TOKEN = "SWMTKN-1-" + "0" * 50 + "-" + "0" * 25  # well formed, valid for no swarm
 RO = "docker_authz_require_readonly_rootfs"
 REG = "docker_authz_trusted_registries"
 
@@ -65,10 +68,11 @@ ALL_RULES = (
     MOUNTS,
     DEV,
     PLUG,
+    SWARM,
     RO,
     REG,
 )
-BASELINE_ON = {PRIV, SECCOMP, NS, CAPS, AA, SEL, UNMASK, MOUNTS, DEV, PLUG}
+BASELINE_ON = {PRIV, SECCOMP, NS, CAPS, AA, SEL, UNMASK, MOUNTS, DEV, PLUG, SWARM}
 RESTRICTED_ON = BASELINE_ON | {NNP, LIMITS, PORTS, ROOT, ENV}
 
 CLIS = {"cli-28": "/usr/local/bin/docker", "cli-20.10": "/usr/bin/docker"}
@@ -639,6 +643,32 @@ SERVICE_SPECS: list[CliSpec] = [
         [CAPS],
     ),
     CliSpec("service-ls", "docker service ls", ["service", "ls"], []),
+    # swarm membership and configuration (the private daemon is a one-node swarm here)
+    CliSpec("swarm-node-ls", "docker node ls", ["node", "ls"], []),
+    CliSpec(
+        "swarm-update-history",
+        "docker swarm update --task-history-limit 4",
+        ["swarm", "update", "--task-history-limit", "4"],
+        [SWARM],
+    ),
+    CliSpec(
+        "swarm-rotate-join-token",
+        "docker swarm join-token --rotate worker",
+        ["swarm", "join-token", "--rotate", "-q", "worker"],
+        [SWARM],
+    ),
+    CliSpec(
+        "swarm-join",
+        "docker swarm join to a manager (refused: already in a swarm; nothing is contacted)",
+        ["swarm", "join", "--token", FAKE_TOKEN, "127.0.0.1:9"],
+        [SWARM],
+    ),
+    CliSpec(
+        "swarm-node-update",
+        "docker node update --label-add of this node",
+        ["node", "update", "--label-add", "capture=1", socket.gethostname()],  # the node's name
+        [SWARM],
+    ),
 ]
 
 
@@ -1205,6 +1235,15 @@ RAW_SPECS: list[RawSpec] = [
         content_type="application/x-tar",
         bypass_class="other endpoints",
         command_body="<tar of the build context>",
+    ),
+    RawSpec(
+        "raw-swarm-join-no-version",
+        "POST /swarm/join without /vX.Y (a manager elsewhere would schedule tasks the plugin never sees)",
+        "POST",
+        "/swarm/join",
+        jbytes({"ListenAddr": "127.0.0.1:2377", "RemoteAddrs": ["127.0.0.1:9"], "JoinToken": FAKE_TOKEN}),
+        [SWARM],
+        bypass_class="other endpoints",
     ),
     RawSpec(
         "raw-plugin-pull",
