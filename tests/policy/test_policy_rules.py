@@ -106,6 +106,7 @@ DENY: dict[str, list[dict]] = {
         create(host_config={"CapAdd": ["all"]}),
         create(host_config={"CapAdd": ["NET_RAW"]}),  # in Docker's default set, not in restricted's
         service({"CapabilityAdd": ["CAP_NET_ADMIN"]}),
+        create(host_config={"Capabilities": ["CAP_SYS_ADMIN", "CAP_CHOWN"]}),  # API 1.40: the whole set
     ],
     "apparmor_unconfined": [
         create(host_config={"SecurityOpt": ["no-new-privileges", "apparmor=unconfined"]}),
