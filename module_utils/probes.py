@@ -379,17 +379,29 @@ def compliant_body(settings: Settings) -> dict[str, Any]:
     return body
 
 
+_SERVICE_LIMITS = {"Memory": "MemoryBytes", "NanoCpus": "NanoCPUs", "PidsLimit": "Pids"}
+
+
 def _compliant_service(settings: Settings, **container_spec: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {"Image": compliant_image(settings)}
     if settings.on("deny_root_user"):
         spec["User"] = COMPLIANT_USER
     if settings.on("require_readonly_rootfs"):
         spec["ReadOnly"] = True
+    if settings.on("require_no_new_privileges"):
+        spec["Privileges"] = {"NoNewPrivileges": True}
+    privileges = container_spec.pop("Privileges", None)
+    if privileges is not None:
+        spec["Privileges"] = {**spec.get("Privileges", {}), **privileges}
     spec.update(container_spec)
+    task: dict[str, Any] = {"ContainerSpec": spec}
+    limits = {_SERVICE_LIMITS[k]: v for k, v in compliant_limits(settings).items()}
+    if limits:
+        task["Resources"] = {"Limits": limits}
     # No replicas: even a swarm manager that authorized it would schedule nothing.
     return {
         "Name": "hardening-verify-probe",
-        "TaskTemplate": {"ContainerSpec": spec},
+        "TaskTemplate": task,
         "Mode": {"Replicated": {"Replicas": 0}},
     }
 
@@ -593,6 +605,11 @@ def _rule_no_new_privileges(t: _Table, r: str) -> None:
         t.body({"SecurityOpt": [*others, "no-new-privileges:false"]}),
         "value spelling",
     )
+    spec = _compliant_service(t.settings)
+    spec["TaskTemplate"]["ContainerSpec"]["Privileges"] = {"NoNewPrivileges": False}
+    t.post(
+        "no-new-privileges-service", r, "/services/create", "service Privileges.NoNewPrivileges=false", spec
+    )
 
 
 def _rule_limits(t: _Table, r: str) -> None:
@@ -634,6 +651,10 @@ def _rule_limits(t: _Table, r: str) -> None:
             f"HostConfig.NanoCpus={max_cpus + 1} (ceiling {max_cpus})",
             t.body({"NanoCpus": max_cpus + 1}),
         )
+    if limits:
+        spec = _compliant_service(t.settings)
+        spec["TaskTemplate"].pop("Resources", None)
+        t.post("limits-service", r, "/services/create", "service without Resources.Limits", spec)
 
 
 def _rule_ports(t: _Table, r: str) -> None:
@@ -675,6 +696,8 @@ def _rule_root_user(t: _Table, r: str) -> None:
     t.create("root-user-key-lower", r, "user=root", lower, "key case")
     t.post("root-user-exec", r, EXEC, "exec User=root", {"Cmd": ["true"], "User": "root"})
     t.post("root-user-exec-0", r, EXEC, "exec User=0", {"Cmd": ["true"], "User": "0"})
+    root_service = _compliant_service(t.settings, User="0")
+    t.post("root-user-service", r, "/services/create", "service User=0", root_service)
 
 
 def _rule_env(t: _Table, r: str) -> None:

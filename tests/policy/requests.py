@@ -78,13 +78,25 @@ def service(
     container_spec: dict[str, Any] | None = None,
     task_template: dict[str, Any] | None = None,
     uri: str = "/v1.41/services/create",
+    endpoint_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    spec = {"Image": IMAGE, "Args": ["sleep", "60"], "ReadOnly": True, **(container_spec or {})}
-    body = {
-        "Name": "svc",
-        "TaskTemplate": {"ContainerSpec": spec, **(task_template or {})},
-        "Mode": {"Replicated": {}},
+    """A service that complies with the restricted profile (user, limits, NoNewPrivileges,
+    read-only), with ``container_spec`` merged over its ContainerSpec (Privileges merged key by
+    key) and ``task_template`` over its TaskTemplate."""
+    extra = dict(container_spec or {})
+    privileges = {"NoNewPrivileges": True, **(extra.pop("Privileges", None) or {})}
+    spec = {
+        "Image": IMAGE, "Args": ["sleep", "60"], "ReadOnly": True, "User": "1000:1000",
+        "Privileges": privileges, **extra,
+    }  # fmt: skip
+    task = {
+        "ContainerSpec": spec,
+        "Resources": {"Limits": {"MemoryBytes": 64 << 20, "NanoCPUs": 500_000_000, "Pids": 100}},
+        **(task_template or {}),
     }
+    body: dict[str, Any] = {"Name": "svc", "TaskTemplate": task, "Mode": {"Replicated": {}}}
+    if endpoint_spec is not None:
+        body["EndpointSpec"] = endpoint_spec
     return request("POST", uri, body)
 
 

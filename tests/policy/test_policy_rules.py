@@ -54,6 +54,8 @@ DENY: dict[str, list[dict]] = {
         create(host_config={"SecurityOpt": None}),
         create(host_config={"SecurityOpt": ["no-new-privileges=false"]}),
         create(host_config={"SecurityOpt": ["no-new-privileges", "no-new-privileges:false"]}),
+        service({"Privileges": {"NoNewPrivileges": False}}),
+        service({"Privileges": {"NoNewPrivileges": None}}),
     ],
     "resource_limits": [
         create(host_config={"Memory": 0}),
@@ -64,12 +66,16 @@ DENY: dict[str, list[dict]] = {
         update({"MemorySwap": -1}),
         update({"PidsLimit": 0}),
         update({"CpuQuota": -1}),
+        service(task_template={"Resources": {"Limits": {"MemoryBytes": 64 << 20, "NanoCPUs": 500_000_000}}}),
+        service(task_template={"Resources": {}}),
     ],
     "ports": [
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "80"}]}}),
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "1000-1100"}]}}),
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "http"}]}}),
         create(host_config={"PublishAllPorts": True}),
+        service(endpoint_spec={"Ports": [{"TargetPort": 80, "PublishedPort": 80}]}),
+        service(endpoint_spec={"Ports": [{"TargetPort": 80, "PublishedPort": 443, "PublishMode": "host"}]}),
     ],
     "root_user": [
         create({"User": ""}),
@@ -81,6 +87,8 @@ DENY: dict[str, list[dict]] = {
         create({"User": "+0:1000"}),
         exec_create({"User": "root"}),
         exec_create({"User": "0:0"}),
+        service({"User": "0"}),
+        service({"User": None}),
     ],
     "sensitive_env": [
         create({"Env": ["DB_PASSWORD=x"]}),
@@ -210,12 +218,15 @@ ALLOW: dict[str, list[dict]] = {
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}),
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}),
         create(host_config={"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}]}}),
+        service(endpoint_spec={"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]}),
+        service(endpoint_spec={"Ports": [{"TargetPort": 80}]}),  # swarm picks from 30000-32767
     ],
     "root_user": [
         create({"User": "1000"}),
         create({"User": "nobody:nogroup"}),
         exec_create({"User": ""}),
         exec_create({"User": "1000"}),
+        service({"User": "1000:1000"}),
     ],
     "sensitive_env": [
         create({"Env": ["DB_PASSWORD_FILE=/run/secrets/db", "PATH=/bin"]}),

@@ -577,30 +577,33 @@ PLUGIN_SPECS: list[CliSpec] = [
 ]
 
 SERVICE_BASE = ["service", "create", "--detach", "--no-resolve-image"]
+# A service's tasks are containers too: without --user, --limit-* and NoNewPrivileges (API 1.46,
+# which this Docker 20.10 daemon does not have) they break these restricted rules.
+SERVICE_RESTRICTED = [ROOT, LIMITS, NNP]
 SERVICE_SPECS: list[CliSpec] = [
     CliSpec(
         "service-create-plain",
         "docker service create (ordinary)",
         [*SERVICE_BASE, "--name", "{svc}-plain", "--read-only", IMG, "sleep", "60"],
-        [],
+        SERVICE_RESTRICTED,
     ),
     CliSpec(
         "service-create-writable",
         "docker service create without --read-only",
         [*SERVICE_BASE, "--name", "{svc}-rw", IMG, "sleep", "60"],
-        [RO],
+        [RO, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-create-cap-add",
         "docker service create --cap-add SYS_ADMIN",
         [*SERVICE_BASE, "--name", "{svc}-cap", "--read-only", "--cap-add", "SYS_ADMIN", IMG, "sleep", "60"],
-        [CAPS],
+        [CAPS, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-create-cap-add-all",
         "docker service create --cap-add ALL",
         [*SERVICE_BASE, "--name", "{svc}-capall", "--read-only", "--cap-add", "ALL", IMG, "sleep", "60"],
-        [CAPS],
+        [CAPS, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-create-bind-etc",
@@ -616,31 +619,40 @@ SERVICE_SPECS: list[CliSpec] = [
             "sleep",
             "60",
         ],
-        [MOUNTS],
+        [MOUNTS, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-create-network-host",
         "docker service create --network host",
         [*SERVICE_BASE, "--name", "{svc}-hostnet", "--read-only", "--network", "host", IMG, "sleep", "60"],
-        [NS],
+        [NS, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-create-env-secret",
         "docker service create -e DB_PASSWORD=x",
         [*SERVICE_BASE, "--name", "{svc}-env", "--read-only", "-e", "DB_PASSWORD=x", IMG, "sleep", "60"],
-        [ENV],
+        [ENV, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-create-image-quay",
         "docker service create with a quay.io image",
         [*SERVICE_BASE, "--name", "{svc}-quay", "--read-only", QUAY_IMG, "sleep", "60"],
-        [REG],
+        [REG, *SERVICE_RESTRICTED],
     ),
     CliSpec(
         "service-update-cap-add",
         "docker service update --cap-add SYS_ADMIN of an ordinary service",
         ["service", "update", "--detach", "--no-resolve-image", "--cap-add", "SYS_ADMIN", "{svc}-plain"],
-        [CAPS],
+        [CAPS, *SERVICE_RESTRICTED],
+    ),
+    CliSpec(
+        "service-create-restricted-but-nnp",
+        "docker service create with --user and --limit-* (NoNewPrivileges needs API 1.46)",
+        [
+            *SERVICE_BASE, "--name", "{svc}-limited", "--read-only", "--user", "1000:1000",
+            "--limit-memory", "64m", "--limit-cpu", "0.5", "--limit-pids", "100", IMG, "sleep", "60",
+        ],
+        [NNP],
     ),
     CliSpec("service-ls", "docker service ls", ["service", "ls"], []),
     # swarm membership and configuration (the private daemon is a one-node swarm here)
@@ -1372,7 +1384,7 @@ RAW_SPECS: list[RawSpec] = [
                 },
             }
         ),
-        [SECCOMP, AA, SEL],
+        [SECCOMP, AA, SEL, *SERVICE_RESTRICTED],
         bypass_class="other endpoints",
         crafted=True,
     ),
@@ -1394,7 +1406,7 @@ RAW_SPECS: list[RawSpec] = [
                 },
             }
         ),
-        [CAPS],
+        [CAPS, *SERVICE_RESTRICTED],
         bypass_class="key case",
         crafted=True,
     ),
