@@ -514,23 +514,21 @@ def precheck_settings(desired: Desired) -> None:
     values are checked without it, so a refused privilege never pulls or changes a plugin
     (and check mode predicts the refusal).
     """
+    kinds = {
+        "source": ("mount", "mounts a host path", "read it"),
+        "path": ("device", "exposes a device", "use it"),
+    }
     for key, value in desired.settings:
         obj, dot, attr = key.partition(".")
-        if not dot or not obj:
+        if not dot or not obj or attr not in kinds:
             continue
-        if attr == "source" and value not in desired.allowed.get("mount", set()):
+        privilege, what, verb = kinds[attr]
+        if value not in desired.allowed.get(privilege, set()):
             raise PluginError(
-                f"setting {key}={value} mounts a host path that allowed_privileges does not grant "
-                f"(mount={value}): add it to allowed_privileges if the plugin may read it. Nothing was "
-                "installed or changed.",
-                refused=[f"mount={value}"],
-            )
-        if attr == "path" and value not in desired.allowed.get("device", set()):
-            raise PluginError(
-                f"setting {key}={value} exposes a device that allowed_privileges does not grant "
-                f"(device={value}): add it to allowed_privileges if the plugin may use it. Nothing was "
-                "installed or changed.",
-                refused=[f"device={value}"],
+                f"setting {key}={value} {what} that allowed_privileges does not grant "
+                f"({privilege}={value}): add it to allowed_privileges if the plugin may {verb}. "
+                "Nothing was installed or changed.",
+                refused=[f"{privilege}={value}"],
             )
 
 
