@@ -61,6 +61,13 @@ create(extra_config, extra_host_config) := request("POST", "/v1.41/containers/cr
 	body := object.union({"Image": "busybox", "User": "1000:1000", "Cmd": ["sleep", "60"], "HostConfig": host_config}, extra_config)
 }
 
+# A swarm service that every profile allows (API 1.46: Privileges.NoNewPrivileges exists).
+service(extra_spec) := request("POST", "/v1.46/services/create", body) if {
+	spec := object.union({"Image": "busybox", "User": "1000:1000", "ReadOnly": true, "Privileges": {"NoNewPrivileges": true}}, extra_spec)
+	limits := {"MemoryBytes": 67108864, "NanoCPUs": 500000000, "Pids": 100}
+	body := {"Name": "svc", "TaskTemplate": {"ContainerSpec": spec, "Resources": {"Limits": limits}}}
+}
+
 # The reasons of a deny that name the rule. Iterating deny[reason] works whether deny is a set
 # (OPA) or an object of reason: true (regopy's view of a v0 partial set).
 hits(deny, rule) := {reason | deny[reason]; startswith(reason, concat("", [rule, ":"]))}
@@ -98,6 +105,8 @@ cases := {
 	"network_create": {"expect": "allow", "input": request("POST", "/v1.41/networks/create", {"Name": "net"})},
 	"image_remove": {"expect": "allow", "input": request("DELETE", "/v1.41/images/127.0.0.1:5000/busybox:latest", null)},
 	"exec": {"expect": "allow", "input": request("POST", "/v1.41/containers/abc/exec", {"Cmd": ["sh"], "User": ""})},
+	"compliant_service": {"expect": "allow", "input": service({})},
+	"node_list": {"expect": "allow", "input": read("/v1.41/nodes")},
 	# ---- always on ----
 	"unknown_write": {"expect": "deny", "input": request("POST", "/v1.41/containers/abc/frobnicate", null)},
 	"input_without_path": {"expect": "deny", "input": {"Method": "POST", "Body": null}},
@@ -124,6 +133,11 @@ cases := {
 	"sensitive_mounts": {"expect": "rule", "rule": "sensitive_mounts", "input": create({}, {"Binds": ["/var/run/../run/docker.sock:/sock"]})},
 	"devices": {"expect": "rule", "rule": "devices", "input": create({}, {"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}]})},
 	"plugin_changes": {"expect": "rule", "rule": "plugin_changes", "input": request("POST", "/v1.41/plugins/opa-docker-authz:latest/disable", null)},
+	"swarm_changes": {"expect": "rule", "rule": "swarm_changes", "input": request("POST", "/v1.41/swarm/join", {"RemoteAddrs": ["198.51.100.7:2377"], "JoinToken": "SWMTKN-1-x"})},
+	"sensitive_mounts_parent": {"expect": "rule", "rule": "sensitive_mounts", "input": create({}, {"Binds": ["/run:/h"]})},
+	"sensitive_mounts_volume_device": {"expect": "rule", "rule": "sensitive_mounts", "input": request("POST", "/v1.41/volumes/create", {"Name": "v", "DriverOpts": {"type": "none", "o": "bind", "device": "etc"}})},
+	"seccomp_empty_profile": {"expect": "rule", "rule": "seccomp_unconfined", "input": create({}, {"SecurityOpt": ["no-new-privileges", "seccomp={}"]})},
+	"root_user_service": {"expect": "rule", "rule": "root_user", "input": service({"User": "0"})},
 	"readonly_rootfs": {"expect": "rule", "rule": "readonly_rootfs", "input": create({}, {"ReadonlyRootfs": false})},
 }
 
@@ -304,5 +318,40 @@ test_plugin_changes if {
 
 test_readonly_rootfs if {
 	case := cases.readonly_rootfs
+	outcome_ok(case) with input as case.input
+}
+
+test_compliant_service if {
+	case := cases.compliant_service
+	outcome_ok(case) with input as case.input
+}
+
+test_node_list if {
+	case := cases.node_list
+	outcome_ok(case) with input as case.input
+}
+
+test_swarm_changes if {
+	case := cases.swarm_changes
+	outcome_ok(case) with input as case.input
+}
+
+test_sensitive_mounts_parent if {
+	case := cases.sensitive_mounts_parent
+	outcome_ok(case) with input as case.input
+}
+
+test_sensitive_mounts_volume_device if {
+	case := cases.sensitive_mounts_volume_device
+	outcome_ok(case) with input as case.input
+}
+
+test_seccomp_empty_profile if {
+	case := cases.seccomp_empty_profile
+	outcome_ok(case) with input as case.input
+}
+
+test_root_user_service if {
+	case := cases.root_user_service
 	outcome_ok(case) with input as case.input
 }
