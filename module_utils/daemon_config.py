@@ -272,26 +272,20 @@ def check_file_attributes(owner: str | None, group: str | None, mode: Any) -> No
     Ansible applies the file attributes after the write; an unknown user there would fail the
     task with the new daemon.json already in place. So they are resolved first.
     """
-    if owner not in (None, ""):
-        name = str(owner)
-        if not name.isdigit():
-            try:
-                pwd.getpwnam(name)
-            except KeyError:
-                raise DaemonConfigError(
-                    f"owner {name!r} is not a user on this host: "
-                    "give an existing user name or a numeric uid"
-                ) from None
-    if group not in (None, ""):
-        name = str(group)
-        if not name.isdigit():
-            try:
-                grp.getgrnam(name)
-            except KeyError:
-                raise DaemonConfigError(
-                    f"group {name!r} is not a group on this host: "
-                    "give an existing group name or a numeric gid"
-                ) from None
+    for value, label, kind, lookup, number in (
+        (owner, "owner", "user", pwd.getpwnam, "uid"),
+        (group, "group", "group", grp.getgrnam, "gid"),
+    ):
+        name = "" if value is None else str(value)
+        if not name or name.isdigit():
+            continue
+        try:
+            lookup(name)
+        except KeyError:
+            raise DaemonConfigError(
+                f"{label} {name!r} is not a {kind} on this host: "
+                f"give an existing {kind} name or a numeric {number}"
+            ) from None
     if mode in (None, "", "preserve"):
         return
     if isinstance(mode, int):
