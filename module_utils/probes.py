@@ -1199,6 +1199,13 @@ def _at_or_after(version: tuple[int, int, int], fix: tuple[int, int, int], prere
     return version > fix or (version == fix and not prerelease)
 
 
+def _branch_fix(
+    version: tuple[int, int, int], fixed: tuple[tuple[int, int, int], ...]
+) -> tuple[int, int, int] | None:
+    """The fix released on the version's own branch (major.minor), if that branch got one."""
+    return next((fix for fix in fixed if fix[:2] == version[:2]), None)
+
+
 def is_vulnerable(
     version: tuple[int, int, int], fixed: tuple[tuple[int, int, int], ...], prerelease: bool = False
 ) -> bool:
@@ -1207,18 +1214,13 @@ def is_vulnerable(
     pre-release of a fixed version is not that version yet."""
     if _at_or_after(version, max(fixed), prerelease):
         return False
-    for fix in fixed:
-        if version[:2] == fix[:2]:
-            return not _at_or_after(version, fix, prerelease)
-    return True
+    fix = _branch_fix(version, fixed)
+    return fix is None or not _at_or_after(version, fix, prerelease)
 
 
 def upgrade_target(version: tuple[int, int, int], fixed: tuple[tuple[int, int, int], ...]) -> str:
     """The release to upgrade to: the fix of the version's own branch, else the newest fix."""
-    for fix in fixed:
-        if version[:2] == fix[:2]:
-            return ".".join(map(str, fix))
-    return ".".join(map(str, max(fixed)))
+    return ".".join(map(str, _branch_fix(version, fixed) or max(fixed)))
 
 
 def cve_findings(version: str) -> list[dict[str, Any]]:
@@ -1474,7 +1476,7 @@ def verify(
     plugin = plugin_facts(client, alias, policy_path)
     warnings: list[str] = []
     findings: list[dict[str, Any]] = []
-    problems_first: list[str] = []
+    chain_problems: list[str] = []  # another plugin answered for ours (not accept_other_plugins)
 
     if engine["version"]:
         for cve in cve_findings(engine["version"]):
@@ -1528,7 +1530,7 @@ def verify(
                 "(accepted: accept_other_plugins)"
             )
         else:
-            problems_first.append(
+            chain_problems.append(
                 f"some probes were denied by other authorization plugins ({', '.join(others)}) before "
                 f"{alias} was asked, so {alias}'s policy was not tested on them: put {alias} before "
                 f"{', '.join(others)} in authorization-plugins, or set accept_other_plugins (role: "
@@ -1552,7 +1554,7 @@ def verify(
     problems: list[str] = []
     if failed:
         problems.append(f"{len(failed)} of {len(results)} probes failed")
-    problems.extend(problems_first)
+    problems.extend(chain_problems)
     if not denied_by_alias:
         if deny_probes:
             problems.append(
