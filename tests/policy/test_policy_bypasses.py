@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tests.opa_docker_authz_double.opa_input import build_input
-from tests.policy.harness import compiled
-from tests.policy.requests import COMPLIANT_HOST_CONFIG, IMAGE, body_create, create, raw, write
+from tests.policy.harness import Policy, compiled, render
+from tests.policy.requests import COMPLIANT_HOST_CONFIG, IMAGE, body_create, create, raw, service, write
 
 DIALECTS = ("v1", "v0")
 PROFILES = ("baseline", "restricted")
@@ -310,6 +310,18 @@ def test_local_volume_options_that_mount_host_paths(dialect, profile):
     for opts in good:
         req = write("POST", "/v1.41/volumes/create", {"Name": "v", "Driver": "local", "DriverOpts": opts})
         assert policy.decide(req)[0], opts
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_service_ports_without_published_port(dialect):
+    """The CLI omits PublishedPort for `docker service create -p 80`: swarm picks 30000-32767,
+    on every interface."""
+    req = service(endpoint_spec={"Ports": [{"TargetPort": 80}]})
+    assert compiled(dialect, profile="restricted").decide(req)[0]
+    narrow = Policy(render(dialect, profile="restricted", allowed_host_ports=["8000-8999"]))
+    assert denied(narrow, req, "ports:")
+    loopback = Policy(render(dialect, profile="restricted", allowed_host_ips=["127.0.0.1"]))
+    assert denied(loopback, req, "ports:")
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
