@@ -13,7 +13,9 @@ winning over the profile.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -444,3 +446,106 @@ def allowed_builtins(dialect: str) -> frozenset[str]:
     if dialect == "v1":
         return OPA_1_3_0_BUILTINS - OPA_DEPRECATED_BUILTINS - OPA_AFTER_0_60_BUILTINS
     raise ValueError(f"unknown Rego dialect {dialect!r} (expected v0 or v1)")
+
+
+# --------------------------------------------------------------------------- policy sources
+
+# The policy's sources (roles/opa_authz/files/policy): a shared library and one file per rule id,
+# all Rego v1 in `package docker.authz`. A rule that is off is left out of what is shipped.
+POLICY_LIBRARY = "lib.rego"
+RULE_IDS: tuple[str, ...] = (*RULES, "trusted_registries")
+BUNDLE_ROOT = "docker/authz"
+_HEADER = re.compile(r"\A(?:#[^\n]*\n|\n)*package docker\.authz\n\nimport rego\.v1\n\n")
+
+
+def rule_source(rule_id: str) -> str:
+    """The source file of a rule id, relative to the policy source folder."""
+    return f"rules/{rule_id}.rego"
+
+
+def policy_source_names(config: Mapping[str, Any]) -> list[str]:
+    """The source files a policy with this config is made of: the library, then every rule that
+    is on, in catalog order."""
+    rules = config.get("rules", {})
+    return [POLICY_LIBRARY, *(rule_source(rule_id) for rule_id in RULE_IDS if rules.get(rule_id))]
+
+
+def _source_body(name: str, text: str) -> str:
+    """A source file without its header (leading comments, package line, rego.v1 import)."""
+    match = _HEADER.match(text)
+    if not match:
+        raise ValueError(
+            f"policy source {name} must start with 'package docker.authz', a blank line, "
+            "'import rego.v1' and a blank line"
+        )
+    return text[match.end():].rstrip("\n") + "\n"
+
+
+_V0_HEADS = (
+    (re.compile(r"^(package \S+)$"), r"\1"),
+    (re.compile(r"^default (\S+) := (.*)$"), r"default \1 = \2"),
+    (re.compile(r"^(\w+) contains (.*) if \{$"), r"\1[\2] {"),
+    (re.compile(r"^(\w+(?:\([^)]*\))?) := (.*) if \{$"), r"\1 = \2 {"),
+    (re.compile(r"^(\w+(?:\([^)]*\))?) if \{$"), r"\1 {"),
+    (re.compile(r"^(\w+) := (.*)$"), r"\1 = \2"),
+)
+
+
+def rego_v1_to_v0(text: str) -> str:
+    """Rule heads in v0 syntax (OPA 0.9.1: ``p = v { }``, ``deny[msg] { }``, no ``if``/``contains``/
+    ``:=`` in heads). The sources keep every head on one line at column 0 and bodies indented, so
+    only column-0 lines change; a head this function does not know is an error, not a guess."""
+    out = []
+    for line in text.split("\n"):
+        if line and not line[0].isspace() and line[0] not in "#}":
+            for pattern, replacement in _V0_HEADS:
+                new, count = pattern.subn(replacement, line)
+                if count:
+                    line = new
+                    break
+            else:
+                raise ValueError(f"rule head not in the sources' style (one line, column 0): {line!r}")
+        out.append(line)
+    return "\n".join(out)
+
+
+def config_rego(config: Mapping[str, Any]) -> str:
+    """The config object as the Rego constant of the single-file policy."""
+    return "config := " + json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def assemble_policy(sources: Mapping[str, str], config: Mapping[str, Any], dialect: str) -> str:
+    """The single-file policy (policy-file mode) from the sources: package, config constant, the
+    library, the rules that are on. ``sources`` maps source names to their text."""
+    if dialect not in ("v0", "v1"):
+        raise ValueError(f"unknown Rego dialect {dialect!r} (expected v0 or v1)")
+    parts = ["package docker.authz\n\n" + ("import rego.v1\n\n" if dialect == "v1" else "")]
+    parts.append(
+        "# " + "-" * 90 + "\n"
+        "# Rules switched on and their parameters, rendered from the role variables (in a bundle\n"
+        "# this is the data document data.docker.authz.config).\n"
+        "# " + "-" * 90 + "\n"
+    )
+    parts.append(config_rego(config))
+    for name in policy_source_names(config):
+        parts.append(f"\n# {'=' * 90}\n# {name}\n# {'=' * 90}\n")
+        parts.append(_source_body(name, sources[name]))
+    text = "".join(parts)
+    if dialect == "v0":
+        text = rego_v1_to_v0(text)
+    return text
+
+
+def policy_bundle_files(sources: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, str]:
+    """The files of an OPA bundle (bundle mode, Rego v1) as {path inside the bundle: content}:
+    the sources as they are under docker/authz/, the config as docker/authz/data.json, and a
+    .manifest with roots ["docker/authz"] and a revision that is the hash of everything else."""
+    files = {f"{BUNDLE_ROOT}/{name}": sources[name] for name in policy_source_names(config)}
+    files[f"{BUNDLE_ROOT}/data.json"] = json.dumps({"config": config}, indent=2, sort_keys=True) + "\n"
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path}\0{len(files[path].encode())}\0".encode())
+        digest.update(files[path].encode())
+    manifest = {"revision": digest.hexdigest(), "roots": [BUNDLE_ROOT]}
+    files[".manifest"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    return dict(sorted(files.items()))

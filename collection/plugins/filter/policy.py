@@ -1,30 +1,45 @@
 # Copyright: hardening.docker_authz contributors
 # Apache License 2.0 (see LICENSE)
-"""Filters that turn the opa_authz role's rule variables into what authz.rego.j2 renders.
+"""Filters that turn the opa_authz role's rule variables into the policy it ships.
 
 - ``hardening.docker_authz.policy_config``: a mapping of ``docker_authz_*`` variables -> the
   validated ``config`` object of the policy (rules on/off after the profile, normalised
   parameters). Bad values fail the render with a message naming the variable and the fix.
 - ``hardening.docker_authz.rego_dialect``: the plugin image reference (and
   ``docker_authz_rego_version``) -> ``v0`` or ``v1``.
+- ``hardening.docker_authz.policy_rego``: variables (or a config) and a dialect -> the
+  single-file policy of policy-file mode (authz.rego.j2 renders it under its header).
+- ``hardening.docker_authz.policy_bundle``: variables (or a config) -> the files of the OPA
+  bundle of bundle mode, ``{path inside the bundle: content}`` (Rego v1).
 
-The logic lives in module_utils/policy.py (pure functions, unit-tested).
+The policy's sources are roles/opa_authz/files/policy (lib.rego and rules/<rule id>.rego); the
+logic lives in module_utils/policy.py (pure functions, unit-tested).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import (
+    POLICY_LIBRARY,
+    POLICY_VARIABLES,
+    RULE_IDS,
     PolicyConfigError,
+    assemble_policy,
     build_policy_config,
+    policy_bundle_files,
+    rule_source,
 )
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import (
     rego_dialect as _rego_dialect,
 )
+
+# plugins/filter/policy.py -> the collection root -> roles/opa_authz/files/policy
+SOURCES = Path(__file__).resolve().parents[2] / "roles" / "opa_authz" / "files" / "policy"
 
 
 def policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,8 +62,53 @@ def rego_dialect(image: str | None, rego_version: str | None = "auto") -> str:
         raise AnsibleFilterError(f"Invalid policy variable: {exc}") from None
 
 
+def _config(value: Any, filter_name: str) -> dict[str, Any]:
+    """A validated config from the output of policy_config (it has ``rules``) or from a mapping
+    of docker_authz_* variables (those that are not policy variables are left out)."""
+    if not isinstance(value, Mapping):
+        raise AnsibleFilterError(
+            f"{filter_name} expects a mapping of docker_authz_* variables (or the output of "
+            f"hardening.docker_authz.policy_config), got {type(value).__name__}"
+        )
+    if "rules" in value and not any(str(key).startswith("docker_authz_") for key in value):
+        return dict(value)
+    return policy_config({key: value[key] for key in POLICY_VARIABLES if key in value})
+
+
+def _sources() -> dict[str, str]:
+    names = [POLICY_LIBRARY, *(rule_source(rule_id) for rule_id in RULE_IDS)]
+    try:
+        return {name: (SOURCES / name).read_text(encoding="utf-8") for name in names}
+    except OSError as exc:
+        raise AnsibleFilterError(
+            f"The policy sources of hardening.docker_authz are incomplete ({exc}); reinstall the "
+            "collection (roles/opa_authz/files/policy must hold lib.rego and rules/*.rego)"
+        ) from None
+
+
+def policy_rego(variables: Mapping[str, Any], dialect: str = "v1") -> str:
+    """The single-file policy (policy-file mode) in Rego ``v0`` or ``v1``."""
+    try:
+        return assemble_policy(_sources(), _config(variables, "policy_rego"), str(dialect))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"Cannot assemble the policy: {exc}") from None
+
+
+def policy_bundle(variables: Mapping[str, Any]) -> dict[str, str]:
+    """The OPA bundle (bundle mode, Rego v1): {path inside the bundle directory: content}."""
+    try:
+        return policy_bundle_files(_sources(), _config(variables, "policy_bundle"))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"Cannot assemble the policy bundle: {exc}") from None
+
+
 class FilterModule:
     """hardening.docker_authz policy filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"policy_config": policy_config, "rego_dialect": rego_dialect}
+        return {
+            "policy_config": policy_config,
+            "rego_dialect": rego_dialect,
+            "policy_rego": policy_rego,
+            "policy_bundle": policy_bundle,
+        }

@@ -1,0 +1,395 @@
+# Shared library of the hardening.docker_authz policy: the decision, the request (method,
+# path, endpoint), the body normalised once, and helpers several rules use. Each rule
+# lives in rules/<rule id>.rego; the role ships only the rules that are on.
+package docker.authz
+
+import rego.v1
+
+# ------------------------------------------------------------------------------------------
+# Decision. Default deny: allow only when no rule objects, which includes the request being
+# understood (a read, or a write to an endpoint this policy knows, with a visible body where
+# the body matters and no ambiguous keys).
+# ------------------------------------------------------------------------------------------
+default allow := false
+
+allow if {
+	count(deny) == 0
+}
+
+# Users named in docker_authz_exempt_users (the CN of a TLS client certificate; input.User
+# is empty on the unix socket, and request headers prove nothing) are allowed everything.
+allow if {
+	exempt_user
+}
+
+exempt_user if {
+	is_string(input.User)
+	input.User != ""
+	config.exempt_users[input.User]
+}
+
+# ------------------------------------------------------------------------------------------
+# The request: method, path (with or without /vX.Y), endpoint.
+# ------------------------------------------------------------------------------------------
+deny contains "input: the input has no Method; this policy expects the input opa-docker-authz builds" if {
+	not is_string(input.Method)
+}
+
+deny contains "input: the input has neither PathPlain nor Path; this policy expects the input opa-docker-authz builds" if {
+	not is_string(path_plain)
+}
+
+# The decoded path without the query. opa-docker-authz sends PathPlain; the oldest plugin
+# versions only send the raw Path, which is decoded here.
+path_plain := p if {
+	p := input.PathPlain
+	is_string(p)
+}
+
+path_plain := p if {
+	not is_string(input.PathPlain)
+	is_string(input.Path)
+	halves := split(input.Path, "?")
+	p := urlquery.decode(halves[0])
+}
+
+reading if {
+	read_methods[input.Method]
+}
+
+read_methods := {"GET": true, "HEAD": true}
+
+raw_segments := segments if {
+	parts := split(path_plain, "/")
+	segments := [part | part := parts[_]; part != ""]
+}
+
+# "/v1.41/containers/create" and "/containers/create" are the same endpoint.
+versioned if {
+	first := raw_segments[0]
+	startswith(first, "v")
+	number := substring(first, 1, count(first) - 1)
+	number != ""
+	trim(number, "0123456789.") == ""
+}
+
+segments := rest if {
+	versioned
+	rest := [part | part := raw_segments[i]; i > 0]
+}
+
+segments := rest if {
+	not versioned
+	rest := raw_segments
+}
+
+# Every Docker Engine API write this policy understands, keyed "METHOD path" where "*"
+# stands for an ID or a name (one or more segments: image and plugin names contain "/"). A
+# write that matches nothing is denied.
+write_endpoints := {
+	"POST auth": "auth",
+	"POST build": "build",
+	"POST build/prune": "build_prune",
+	"POST build/cancel": "build_cancel",
+	"POST commit": "commit",
+	"POST configs/create": "config_create",
+	"POST configs/*/update": "config_update",
+	"DELETE configs/*": "config_delete",
+	"POST containers/create": "container_create",
+	"POST containers/prune": "containers_prune",
+	"DELETE containers/*": "container_delete",
+	"POST containers/*/attach": "container_attach",
+	"POST containers/*/exec": "exec_create",
+	"POST containers/*/kill": "container_kill",
+	"POST containers/*/pause": "container_pause",
+	"POST containers/*/rename": "container_rename",
+	"POST containers/*/resize": "container_resize",
+	"POST containers/*/restart": "container_restart",
+	"POST containers/*/start": "container_start",
+	"POST containers/*/stop": "container_stop",
+	"POST containers/*/unpause": "container_unpause",
+	"POST containers/*/update": "container_update",
+	"POST containers/*/wait": "container_wait",
+	"PUT containers/*/archive": "container_archive",
+	"POST exec/*/start": "exec_start",
+	"POST exec/*/resize": "exec_resize",
+	"POST grpc": "grpc",
+	"POST images/create": "image_create",
+	"POST images/load": "image_load",
+	"POST images/prune": "images_prune",
+	"POST images/*/push": "image_push",
+	"POST images/*/tag": "image_tag",
+	"DELETE images/*": "image_delete",
+	"POST networks/create": "network_create",
+	"POST networks/prune": "networks_prune",
+	"POST networks/*/connect": "network_connect",
+	"POST networks/*/disconnect": "network_disconnect",
+	"DELETE networks/*": "network_delete",
+	"POST nodes/*/update": "node_update",
+	"DELETE nodes/*": "node_delete",
+	"POST plugins/pull": "plugin_pull",
+	"POST plugins/create": "plugin_create",
+	"POST plugins/*/enable": "plugin_enable",
+	"POST plugins/*/disable": "plugin_disable",
+	"POST plugins/*/push": "plugin_push",
+	"POST plugins/*/set": "plugin_set",
+	"POST plugins/*/upgrade": "plugin_upgrade",
+	"DELETE plugins/*": "plugin_remove",
+	"POST secrets/create": "secret_create",
+	"POST secrets/*/update": "secret_update",
+	"DELETE secrets/*": "secret_delete",
+	"POST services/create": "service_create",
+	"POST services/*/update": "service_update",
+	"DELETE services/*": "service_delete",
+	"POST session": "session",
+	"POST swarm/init": "swarm_init",
+	"POST swarm/join": "swarm_join",
+	"POST swarm/leave": "swarm_leave",
+	"POST swarm/update": "swarm_update",
+	"POST swarm/unlock": "swarm_unlock",
+	"POST volumes/create": "volume_create",
+	"POST volumes/prune": "volumes_prune",
+	"PUT volumes/*": "volume_update",
+	"DELETE volumes/*": "volume_delete",
+}
+
+# The keys a request can match, most specific first: the literal path, then
+# "resource/*/action", then "resource/*".
+endpoint_keys := keys if {
+	count(segments) < 3
+	keys := [concat(" ", [input.Method, concat("/", segments)]), concat("", [input.Method, " ", segments[0], "/*"])]
+}
+
+endpoint_keys := keys if {
+	count(segments) >= 3
+	last := count(segments) - 1
+	keys := [concat("", [input.Method, " ", segments[0], "/*/", segments[last]]), concat("", [input.Method, " ", segments[0], "/*"])]
+}
+
+# The name of the write endpoint ("container_create", ...); reads need none.
+op := name if {
+	not reading
+	keys := endpoint_keys
+	names := [known | key := keys[_]; known := write_endpoints[key]]
+	name := names[0]
+}
+
+creating if {
+	op == "container_create"
+}
+
+exec_creating if {
+	op == "exec_create"
+}
+
+updating if {
+	op == "container_update"
+}
+
+service_spec if {
+	op == "service_create"
+}
+
+service_spec if {
+	op == "service_update"
+}
+
+deny contains msg if {
+	is_string(input.Method)
+	is_string(path_plain)
+	not reading
+	not op
+	msg := concat("", ["request: ", input.Method, " ", path_plain, " is not a Docker API request this policy understands (unknown writes are denied)"])
+}
+
+# Query parameters (exact names, as the daemon reads them). Old plugins send no Query: it is
+# parsed from the raw Path then.
+query_values(name) := values if {
+	is_object(input.Query)
+	values := input.Query[name]
+	is_array(values)
+}
+
+query_values(name) := values if {
+	not is_object(input.Query)
+	is_string(input.Path)
+	halves := split(input.Path, "?")
+	count(halves) > 1
+	pairs := split(halves[1], "&")
+	values := [value | pair := pairs[_]; kv := split(pair, "="); urlquery.decode(kv[0]) == name; count(kv) > 1; value := urlquery.decode(concat("=", [x | x := kv[k]; k > 0]))]
+}
+
+# ------------------------------------------------------------------------------------------
+# Bodies the policy cannot see or that the daemon reads differently.
+# ------------------------------------------------------------------------------------------
+body_endpoints := {
+	"container_create": true, "exec_create": true, "container_update": true,
+	"service_create": true, "service_update": true, "volume_create": true,
+}
+
+content_types := types if {
+	headers := input.Headers
+	types := {lower(value) | value := headers[name]; lower(name) == "content-type"; is_string(value)}
+}
+
+# opa-docker-authz parses the body only for Content-Type exactly "application/json"; with
+# "application/json; charset=utf-8" the daemon still acts on a body the policy never sees.
+deny contains msg if {
+	body_endpoints[op]
+	not is_object(input.Body)
+	msg := concat("", ["body: the ", op, " request's body is not visible to the policy (send Content-Type exactly application/json)"])
+}
+
+# Any other write that declares a JSON body the policy cannot see (a charset suffix, or a
+# body the daemon did not forward: chunked, empty Content-Length, over 1 MiB). The daemon
+# never forwards the body of /auth (registry credentials), so login stays allowed.
+deny contains msg if {
+	not reading
+	not is_object(input.Body)
+	not op == "auth"
+	types := content_types
+	ctype := types[_]
+	contains(ctype, "json")
+	msg := concat("", ["body: ", input.Method, " ", path_plain, " declares a JSON body (", ctype, ") that is not visible to the policy"])
+}
+
+# The daemon reads form bodies as request parameters (Go's ParseForm), invisible here.
+deny contains msg if {
+	not reading
+	types := content_types
+	ctype := types[_]
+	form_content_type(ctype)
+	msg := concat("", ["body: ", input.Method, " ", path_plain, " sends a form body (", ctype, ") whose parameters are not visible to the policy"])
+}
+
+form_content_type(ctype) if {
+	startswith(ctype, "application/x-www-form-urlencoded")
+}
+
+form_content_type(ctype) if {
+	startswith(ctype, "multipart/form-data")
+}
+
+# Old API versions (< 1.24) take a HostConfig on start; no current client sends a body.
+deny contains "request: a body on POST /containers/{id}/start (host configuration at start, API < 1.24) is not allowed" if {
+	op == "container_start"
+	is_object(input.Body)
+	count(input.Body) > 0
+}
+
+# ------------------------------------------------------------------------------------------
+# The body, normalised once. The daemon decodes JSON keys case-insensitively at every depth
+# (Go's encoding/json, which also folds U+017F "long s" to "s" and U+212A "Kelvin" to "k") while Rego
+# compares keys exactly. body_fields maps the folded path of every node of the body, as a
+# JSON array string such as ["hostconfig","binds",0], to its value; rules read it through
+# field(path). Keys that differ only in case with different values are ambiguous: denied.
+# (The two literals in fold are U+017F and U+212A themselves: not every engine decodes \u.)
+# ------------------------------------------------------------------------------------------
+fold(text) := folded if {
+	folded := replace(replace(lower(text), "ſ", "s"), "K", "k")
+}
+
+path_key(path) := key if {
+	key := fold(json.marshal(path))
+}
+
+body_collisions := keys if {
+	keys := {key |
+		walk(input.Body, [path, node])
+		is_object(node)
+		has_key_collision(node)
+		value_a := node[name_a]
+		value_b := node[name_b]
+		name_a != name_b
+		fold(name_a) == fold(name_b)
+		value_a != value_b
+		key := path_key(array.concat(path, [name_a]))
+	}
+}
+
+has_key_collision(node) if {
+	count({folded | value := node[name]; folded := fold(name)}) != count(node)
+}
+
+deny contains msg if {
+	keys := body_collisions
+	key := keys[_]
+	msg := concat("", ["body: keys that differ only in case carry different values at ", key, " (the daemon merges them); the request is ambiguous"])
+}
+
+body_fields := fields if {
+	count(body_collisions) == 0
+	fields := {key: value | walk(input.Body, [path, value]); key := path_key(path)}
+}
+
+# path: lower-case names (and array indices); a name taken from the body must go through fold.
+field(path) := value if {
+	key := json.marshal(path)
+	value := body_fields[key]
+}
+
+field_string(path) := value if {
+	value := field(path)
+	is_string(value)
+}
+
+field_string(path) := "" if {
+	not is_string(field(path))
+}
+
+# Create bodies: the daemon (ContainerConfigWrapper) also decodes HostConfig fields sent at
+# the top level of the body, and applies them when no HostConfig object is sent. Deny rules
+# look at both places (hc_any); require rules at the effective one (hc).
+hc_prefixes := [["hostconfig"], []]
+
+hc_any(name) := values if {
+	values := {value | prefix := hc_prefixes[_]; value := field(array.concat(prefix, [name]))}
+}
+
+has_host_config if {
+	is_object(field(["hostconfig"]))
+}
+
+hc(name) := value if {
+	has_host_config
+	value := field(["hostconfig", name])
+}
+
+hc(name) := value if {
+	not has_host_config
+	value := field([name])
+}
+
+service_path(rest) := path if {
+	path := array.concat(["tasktemplate", "containerspec"], rest)
+}
+
+# --security-opt as the daemon splits it: KEY=VALUE, KEY:VALUE (old separator) or a bare word
+# ("no-new-privileges", "disable"). The key is lower-cased.
+split_opt(opt) := pair if {
+	contains(opt, "=")
+	parts := split(opt, "=")
+	key := lower(parts[0])
+	pair := [key, concat("=", [part | part := parts[i]; i > 0])]
+}
+
+split_opt(opt) := pair if {
+	not contains(opt, "=")
+	contains(opt, ":")
+	parts := split(opt, ":")
+	key := lower(parts[0])
+	pair := [key, concat(":", [part | part := parts[i]; i > 0])]
+}
+
+split_opt(opt) := pair if {
+	not contains(opt, "=")
+	not contains(opt, ":")
+	key := lower(opt)
+	pair := [key, ""]
+}
+
+security_opts := pairs if {
+	creating
+	values := hc_any("securityopt")
+	pairs := {pair | opts := values[_]; is_array(opts); opt := opts[_]; is_string(opt); pair := split_opt(opt)}
+}

@@ -1,0 +1,42 @@
+# Rule host_namespaces of the hardening.docker_authz policy (docs/policy.md); uses lib.rego.
+package docker.authz
+
+import rego.v1
+
+# ------------------------------------------------------------------------------------------
+# host_namespaces (docker_authz_deny_host_namespaces)
+# ------------------------------------------------------------------------------------------
+namespace_fields := ["networkmode", "pidmode", "ipcmode", "utsmode", "usernsmode", "cgroupnsmode"]
+
+deny contains msg if {
+	config.rules.host_namespaces
+	creating
+	name := namespace_fields[_]
+	values := hc_any(name)
+	value := values[_]
+	is_string(value)
+	lower(value) == "host"
+	msg := concat("", ["host_namespaces: ", name, " host is not allowed (it shares the host's namespace)"])
+}
+
+deny contains "host_namespaces: services on the host network are not allowed" if {
+	config.rules.host_namespaces
+	service_spec
+	bases := [["tasktemplate", "networks"], ["networks"]]
+	base := bases[_]
+	networks := field(base)
+	is_array(networks)
+	entry := networks[i]
+	target := field(array.concat(base, [i, "target"]))
+	is_string(target)
+	lower(target) == "host"
+}
+
+deny contains "host_namespaces: builds with --network host are not allowed" if {
+	config.rules.host_namespaces
+	op == "build"
+	values := query_values("networkmode")
+	value := values[_]
+	is_string(value)
+	lower(value) == "host"
+}

@@ -1,0 +1,25 @@
+# Rule selinux_disabled of the hardening.docker_authz policy (docs/policy.md); uses lib.rego.
+package docker.authz
+
+import rego.v1
+
+deny contains "selinux_disabled: --security-opt label=disable is not allowed" if {
+	config.rules.selinux_disabled
+	pairs := security_opts
+	pair := pairs[_]
+	pair[0] == "label"
+	lower(pair[1]) == "disable"
+}
+
+deny contains "selinux_disabled: --security-opt label=disable is not allowed" if {
+	config.rules.selinux_disabled
+	pairs := security_opts
+	pair := pairs[_]
+	pair[0] == "disable"
+}
+
+deny contains "selinux_disabled: services with SELinux labeling disabled are not allowed" if {
+	config.rules.selinux_disabled
+	service_spec
+	field(service_path(["privileges", "selinuxcontext", "disable"])) == true
+}
