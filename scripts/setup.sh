@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up for `make demo` and `make test` on a Debian 12 machine:
 #   1. the Debian packages the tests and the demo need (only when one is missing);
-#   2. .venv with the pinned Python tooling from requirements.txt (rebuilt when it changes);
+#   2. .venv with the pinned Python tooling from requirements.txt (rebuilt when it changes)
+#      and OPA's engine (opa-golib-python-bindings, see OPA_BINDINGS);
 #   3. .venv-ansible-min with the oldest ansible-core of meta/runtime.yml's range and
 #      .venv-ansible-max with the newest release (it needs Python >= 3.12: pyenv's, here), so
 #      the collection tarball is smoke-tested at both ends of the range too.
@@ -14,6 +15,7 @@ PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 ANSIBLE_MIN="2.17.14"
 ANSIBLE_MAX="2.21.5"
+OPA_BINDINGS="opa-golib-python-bindings==0.4.4"
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -39,6 +41,17 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.requirements.sha256 2>/dev/null)" !
   "$PYTHON" -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
   echo "$want" > .venv/.requirements.sha256
+  rm -f .venv/.opa-bindings
+fi
+# OPA's own Rego engine (OPA 1.20.2 as a Go c-shared library) for the policy tests, the
+# controller-side compile check and the plugin double. Its wheel declares Python >= 3.14 but
+# runs on 3.11, which requirements.txt cannot express: installed here with
+# --ignore-requires-python (again whenever .venv is rebuilt or the pin below changes).
+if [[ "$(cat .venv/.opa-bindings 2>/dev/null)" != "$OPA_BINDINGS" ]]; then
+  log "installing $OPA_BINDINGS into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check --ignore-requires-python "$OPA_BINDINGS"
+  .venv/bin/python -c 'import opa_bindings; opa_bindings.OpaEngine().close()'
+  echo "$OPA_BINDINGS" > .venv/.opa-bindings
 fi
 
 if [[ ! -x .venv-ansible-min/bin/ansible-playbook || "$(cat .venv-ansible-min/.version 2>/dev/null)" != "$ANSIBLE_MIN" ]]; then

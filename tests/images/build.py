@@ -14,7 +14,7 @@ copies in) and stored under $HARDENING_STATE_DIR/images (default
     local/dind-host-base:<key>   base + docker.io, sshd, ...     (apt-get in a chroot)
     local/dind-host:<key> (+ :latest)  + tests/images/dind-host/*  (seconds)
     local/busybox:<key>   (+ :latest)  from this machine's busybox-static
-    plugin rootfs tar     opa-double-rootfs-<key>.tar           (base + python3, regopy)
+    plugin rootfs tar     opa-double-rootfs-<key>.tar           (base + python3, OPA bindings)
     127.0.0.1:5000/opa-docker-authz-double:<key> and :v0.10-linux-amd64 / :v0.10
                           the managed plugin made from tests/opa_docker_authz_double/
 
@@ -57,15 +57,17 @@ BASE_RECIPE = {"suite": SUITE, "variant": "minbase", "include": [], "recipe": 1}
 DIND_PACKAGES = ["docker.io", "iptables", "python3", "openssh-server", "ca-certificates", "procps"]
 DIND_RECIPE = {"packages": DIND_PACKAGES, "recipe": 1}
 DIND_FINAL_RECIPE = 2  # bump when dind_host()'s final stage (copy, customize, commit) changes
-PLUGIN_PACKAGES = ["python3", "libatomic1"]
-REGOPY = "regopy==1.5.2"
-PLUGIN_RECIPE = {"packages": PLUGIN_PACKAGES, "pip": REGOPY, "recipe": 1}
+# The double runs OPA's own engine (a Go c-shared library: glibc >= 2.34, bookworm has 2.36);
+# python3-yaml reads YAML OPA configs, python3-cryptography verifies RS256 bundle signatures.
+PLUGIN_PACKAGES = ["python3", "python3-yaml", "python3-cryptography"]
+OPA_BINDINGS = "opa-golib-python-bindings==0.4.4"  # OPA 1.20.2; the wheel says Python >= 3.14
+PLUGIN_RECIPE = {"packages": PLUGIN_PACKAGES, "pip": OPA_BINDINGS, "recipe": 2}
 
 DIND_IMAGE = "local/dind-host"
 BUSYBOX_IMAGE = "local/busybox"
 PLUGIN_REPO = "opa-docker-authz-double"
 PLUGIN_TAGS = ("v0.10-linux-amd64", "v0.10")
-PLUGIN_SOURCES = ("server.py", "opa_input.py", "rego_v1.py", "config.json")
+PLUGIN_SOURCES = ("server.py", "opa_input.py", "config.json")
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 _T0 = time.monotonic()
@@ -419,14 +421,17 @@ def _prune_tags(repo: str, keep: set[str]) -> None:
 
 
 def plugin_rootfs_tar() -> Path:
-    """Debian minbase + python3 + libatomic1 + regopy (the wheel fetched with pip on this machine)."""
+    """Debian minbase + python3 (+ yaml, cryptography) + OPA's engine (opa-golib-python-bindings,
+    the wheel fetched from PyPI with pip on this machine and installed with --ignore-requires-python:
+    it declares Python >= 3.14 but runs on bookworm's 3.11)."""
     key = sha(base_key(), json.dumps(PLUGIN_RECIPE, sort_keys=True))
     tar = CACHE / f"opa-double-rootfs-{key}.tar"
     if tar.exists():
         return tar
     base = base_tar()
     log(
-        f"building the plugin double's root filesystem: apt-get install {' '.join(PLUGIN_PACKAGES)}, {REGOPY}"
+        "building the plugin double's root filesystem: "
+        f"apt-get install {' '.join(PLUGIN_PACKAGES)}, pip install {OPA_BINDINGS}"
     )
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="double-") as tmp:
         rootfs = Path(tmp) / "rootfs"
@@ -447,7 +452,7 @@ def plugin_rootfs_tar() -> Path:
             f"manylinux2014_{arch}"
         ]
         wheels = Path(tmp) / "wheels"
-        log(f"pip download {REGOPY} (cp{pyver.replace('.', '')} manylinux wheel)")
+        log(f"pip download {OPA_BINDINGS} (manylinux wheel for glibc {glibc})")
         run(
             [
                 sys.executable,
@@ -458,12 +463,13 @@ def plugin_rootfs_tar() -> Path:
                 "--disable-pip-version-check",
                 "--no-deps",
                 "--only-binary=:all:",
+                "--ignore-requires-python",
                 "--python-version",
                 pyver,
                 *[a for p in platforms for a in ("--platform", p)],
                 "-d",
                 str(wheels),
-                REGOPY,
+                OPA_BINDINGS,
             ]
         )
         site = rootfs / f"usr/local/lib/python{pyver}/dist-packages"
@@ -478,12 +484,17 @@ def plugin_rootfs_tar() -> Path:
                 "--no-deps",
                 "--no-index",
                 "--no-compile",
+                "--ignore-requires-python",
                 "--target",
                 str(site),
                 *map(str, wheels.glob("*.whl")),
             ]
         )
-        run(["chroot", str(rootfs), "python3", "-c", "import regopy; regopy.Interpreter()"])
+        smoke = (
+            "import opa_bindings, yaml, cryptography; e = opa_bindings.OpaEngine(); "
+            "e.add_policy('p.rego', 'package p\\nx := true\\n'); assert e.eval_document('p.x') is True"
+        )
+        run(["chroot", str(rootfs), "python3", "-c", smoke])
         slim(rootfs)
         _tar_dir(rootfs, tar)
     log(f"plugin root filesystem cached: {tar.name} ({tar.stat().st_size // 2**20} MB)")

@@ -467,11 +467,12 @@ def _resolve(path: str, fs_root: str) -> str:
         return ""
 
 
-def _bind_mounts(body: dict | None, fs_root: str) -> list[dict[str, Any]]:
+def _bind_mounts(body: dict | None, fs_root: str) -> list[dict[str, Any]] | None:
+    """listBindMounts: a nil Go slice (JSON null) when there is no bind mount."""
     mounts: list[dict[str, Any]] = []
     host_config = body.get("HostConfig") if isinstance(body, dict) else None
     if not isinstance(host_config, dict):
-        return mounts
+        return None
     binds = host_config.get("Binds")
     if isinstance(binds, list):
         for bind in binds:
@@ -505,7 +506,7 @@ def _bind_mounts(body: dict | None, fs_root: str) -> list[dict[str, Any]]:
                     "Resolved": _resolve(source, fs_root),
                 }
             )
-    return mounts
+    return mounts or None
 
 
 # --------------------------------------------------------------------------- public API

@@ -90,7 +90,7 @@ def test_body_invisible_unless_content_type_is_exactly_json():
     for ctype in ("application/json; charset=utf-8", "Application/JSON", "text/plain", None):
         inp = build_input(req("/containers/create", body, ctype=ctype))
         assert inp["Body"] is None, ctype
-        assert inp["BindMounts"] == []
+        assert inp["BindMounts"] is None
     # Go map lookup: a header map keyed "content-type" (never sent by the daemon) hides the body too.
     r = req("/containers/create", body, ctype=None, headers={"content-type": "application/json"})
     assert build_input(r)["Body"] is None
@@ -177,9 +177,9 @@ def test_bind_mount_rules(fsroot):
     ]
     assert all(m["Resolved"] == "/etc" for m in mounts)
     # Go map lookup of HostConfig is case-sensitive: the daemon honours "hostconfig", the input does not.
-    assert build_input(req("/containers/create", {"hostconfig": {"Binds": ["/:/h"]}}))["BindMounts"] == []
-    assert build_input(req("/containers/create", {"HostConfig": {"binds": ["/:/h"]}}))["BindMounts"] == []
-    assert build_input(req("/containers/create", {"HostConfig": None}))["BindMounts"] == []
+    assert build_input(req("/containers/create", {"hostconfig": {"Binds": ["/:/h"]}}))["BindMounts"] is None
+    assert build_input(req("/containers/create", {"HostConfig": {"binds": ["/:/h"]}}))["BindMounts"] is None
+    assert build_input(req("/containers/create", {"HostConfig": None}))["BindMounts"] is None
 
 
 @pytest.mark.parametrize(
