@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 MODULES := $(basename $(notdir $(wildcard collection/plugins/modules/*.py)))
 PYTEST_ARGS ?=
 
-.PHONY: help setup env demo test lint pytest build molecule clean bench-policy bench-fleet
+.PHONY: help setup env demo test lint pytest build molecule molecule-vm clean bench-policy bench-fleet
 
 help:
 	@echo "make demo   - harden a disposable Docker host with the embedded defaults and show the result"
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - set up everything, lint, and run the whole test suite"
 	@echo "make lint   - ruff, ansible-lint (production profile), ansible-doc on every module"
 	@echo "make molecule - the molecule scenario default (Docker-in-Docker hosts over SSH)"
+	@echo "make molecule-vm - the molecule scenario vm (QEMU Debian VMs: systemd, journald, AppArmor, reboot)"
 	@echo "make build  - build the collection tarball into dist/"
 	@echo "make env    - start the real dockerd and the local registry the tests use"
 
@@ -36,7 +37,7 @@ lint: setup
 pytest: env
 	python -m pytest $(PYTEST_ARGS)
 
-test: lint pytest molecule
+test: lint pytest molecule molecule-vm
 
 build: setup
 	scripts/build_collection.sh dist
@@ -45,9 +46,15 @@ demo: env
 	@CLEAN="$(CLEAN)" scripts/demo.sh
 
 # Molecule scenario `default`: two Docker-in-Docker hosts over SSH (create, converge, idempotence,
-# check, verify, destroy). The `vm` scenario is for real VMs and is not run here.
+# check, verify, destroy).
 molecule: env
 	cd tests/fleet && molecule test -s default
+
+# Molecule scenario `vm`: the same on two QEMU virtual machines (tests/images/vm.py), plus what
+# only real hosts show (systemd reload, journald, AppArmor, a reboot). KVM when a probe boot
+# works, software emulation otherwise. HARDENING_VM_SUITE=bullseye|bookworm|trixie (default bookworm).
+molecule-vm: env
+	cd tests/fleet && molecule test -s vm
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache
