@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import random
-import shlex
 import shutil
 import signal
 import socket
@@ -93,7 +92,10 @@ VM_FILES: dict[str, tuple[int, str]] = {
         "KbdInteractiveAuthentication no\nUseDNS no\n",
     ),
     # The machine's registry, seen from the guest through QEMU's user-mode gateway.
-    "etc/docker/daemon.json": (0o644, json.dumps({"insecure-registries": [GATEWAY_REGISTRY]}, indent=2) + "\n"),
+    "etc/docker/daemon.json": (
+        0o644,
+        json.dumps({"insecure-registries": [GATEWAY_REGISTRY]}, indent=2) + "\n",
+    ),
     # Persistent journal: the plugin's decision log survives reboots too.
     "etc/systemd/journald.conf.d/hardening-test.conf": (0o644, "[Journal]\nStorage=persistent\n"),
     "usr/local/sbin/hardening-vm-init": (
@@ -176,7 +178,9 @@ def build_image(suite: str = DEFAULT_SUITE, force: bool = False) -> VmImage:
     if suite not in SUITES:
         raise VmError(f"unknown Debian release {suite!r}: use one of {', '.join(SUITES)}")
     if platform.machine() != "x86_64":
-        raise VmError(f"the VM image is built for x86_64 (linux-image-cloud-amd64); this is {platform.machine()}")
+        raise VmError(
+            f"the VM image is built for x86_64 (linux-image-cloud-amd64); this is {platform.machine()}"
+        )
     start = time.monotonic()
     key = image_key(suite)
     out = images.CACHE / f"vm-{suite}-{key}"
@@ -249,7 +253,10 @@ def _build(suite: str, out: Path) -> None:
 def _qemu() -> str:
     exe = shutil.which("qemu-system-x86_64")
     if not exe:
-        raise VmError("qemu-system-x86_64 is missing: apt-get install qemu-system-x86 qemu-utils (scripts/setup.sh does)")
+        raise VmError(
+            "qemu-system-x86_64 is missing: apt-get install qemu-system-x86 qemu-utils "
+            "(scripts/setup.sh does)"
+        )
     return exe
 
 
@@ -307,7 +314,9 @@ def _probe_kvm(image: VmImage, timeout: float) -> tuple[bool, str]:
             "-nic",
             "none",
         ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         try:
             _, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -317,7 +326,11 @@ def _probe_kvm(image: VmImage, timeout: float) -> tuple[bool, str]:
         text = console.read_text(errors="replace") if console.exists() else ""
         if "Attempted to kill init" in text:
             return True, "probe boot reached init"
-        return False, f"KVM probe boot failed (qemu exit {proc.returncode}: {err.decode(errors='replace').strip()[:200]})"
+        return (
+            False,
+            f"KVM probe boot failed (qemu exit {proc.returncode}: "
+            f"{err.decode(errors='replace').strip()[:200]})",
+        )
 
 
 # ---------------------------------------------------------------------------- VMs
@@ -436,7 +449,9 @@ class Vm:
             args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         )
         if check and proc.returncode != 0:
-            raise VmError(f"{self.name}: {script} failed ({proc.returncode}):\n{result.stdout}{result.stderr}")
+            raise VmError(
+                f"{self.name}: {script} failed ({proc.returncode}):\n{result.stdout}{result.stderr}"
+            )
         return result
 
     def ssh_banner(self) -> bool:
@@ -459,7 +474,9 @@ class Vm:
         tail = ""
         if self.console_log.exists():
             tail = "\n".join(self.console_log.read_text(errors="replace").splitlines()[-40:])
-        return VmError(f"{self.name} ({self.accel}): {what}\n--- console ({self.console_log}), last lines:\n{tail}")
+        return VmError(
+            f"{self.name} ({self.accel}): {what}\n--- console ({self.console_log}), last lines:\n{tail}"
+        )
 
     def wait_ready(self, timeout: float = 300) -> Vm:
         """Wait for SSH, for systemd to finish booting and for the Docker API to answer."""
@@ -476,7 +493,7 @@ class Vm:
                 raise self._fail(f"not ready within {timeout:.0f}s")
             try:
                 r = self.ssh(
-                    "state=$(timeout 120 systemctl is-system-running --wait); echo \"system: $state\"; "
+                    'state=$(timeout 120 systemctl is-system-running --wait); echo "system: $state"; '
                     "docker version --format 'docker: {{.Server.Version}}'",
                     check=False,
                     timeout=min(left, 150),
@@ -485,7 +502,9 @@ class Vm:
                 continue
             if r.returncode == 0 and "docker:" in r.stdout:
                 if "system: running" not in r.stdout:
-                    failed = self.ssh("systemctl --failed --no-legend --plain", check=False, timeout=30).stdout
+                    failed = self.ssh(
+                        "systemctl --failed --no-legend --plain", check=False, timeout=30
+                    ).stdout
                     log(f"{self.name}: {r.stdout.splitlines()[0]}; failed units: {failed.strip() or 'none'}")
                 break
             time.sleep(2)
@@ -569,7 +588,18 @@ def start_vm(
     key = generate_key(d / "id_ed25519")
     ktype, kblob = Path(f"{key}.pub").read_text().split()[:2]
     images.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "qcow2", str(d / "overlay.qcow2")]
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            str(image.disk),
+            "-F",
+            "qcow2",
+            str(d / "overlay.qcow2"),
+        ]
     )
     last_err = ""
     for _ in range(5):
@@ -725,7 +755,9 @@ def running_vms(names: Sequence[str], **kw: Any) -> Iterator[list[Vm]]:
             remove_vm(vm.name)
 
 
-def write_inventory(path: str | Path, vms: Sequence[Vm], group: str = "docker_hosts", **hostvars: Any) -> Path:
+def write_inventory(
+    path: str | Path, vms: Sequence[Vm], group: str = "docker_hosts", **hostvars: Any
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"all": {"children": {group: {"hosts": {v.name: v.hostvars(**hostvars) for v in vms}}}}}
@@ -738,7 +770,9 @@ def write_inventory(path: str | Path, vms: Sequence[Vm], group: str = "docker_ho
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m tests.images.vm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tests.images.vm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build (or find cached) the VM image")
@@ -773,7 +807,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"[vm] {v.name}: Debian {v.suite}, {v.accel}, ssh root@127.0.0.1 -p {v.ssh_port} "
                     f"-i {v.key_path} (ready in {v.ready_seconds:.1f}s)"
                 )
-            print(f"[vm] {len(vms)} VM(s) ready in {time.monotonic() - t0:.1f}s ({vms[0].accel}); inventory: {inv}")
+            print(
+                f"[vm] {len(vms)} VM(s) ready in {time.monotonic() - t0:.1f}s "
+                f"({vms[0].accel}); inventory: {inv}"
+            )
         elif args.cmd == "down":
             names = [r["name"] for r in list_vms()] if args.all else args.names
             if not names and not args.all:
