@@ -51,14 +51,29 @@ PROBE_USER_AGENT = "hardening.docker_authz"
 # What the role's policy treats as secret-looking by default (PARAMETER_DEFAULTS in policy.py;
 # duplicated so that this file imports nothing else on the host; a unit test compares them).
 DEFAULT_SENSITIVE_ENV_KEYWORDS: tuple[str, ...] = (
-    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key",
-    "private_key", "credential",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "private_key",
+    "credential",
 )
 # Keys (lower case) whose string values are registry credentials wherever they appear
 # (/auth bodies, AuthConfig objects of plugin pulls and service specs, headers).
 CREDENTIAL_KEYS = frozenset(
-    {"password", "auth", "identitytoken", "registrytoken", "x-registry-auth", "x-registry-config",
-     "authorization"}
+    {
+        "password",
+        "auth",
+        "identitytoken",
+        "registrytoken",
+        "x-registry-auth",
+        "x-registry-config",
+        "authorization",
+    }
 )
 DEFAULT_LOG_FILES = ("/var/log/docker.log", "/var/log/dockerd.log", "/var/log/upstart/docker.log")
 KINDS = ("denied", "allowed", "error", "fail_open")
@@ -79,13 +94,13 @@ def parse_time(value: Any, name: str, now: dt.datetime | None = None) -> dt.date
     """``2026-12-06T01:50:16Z``, ``2026-12-06 01:50``, ``@1796953816``, ``90m``/``24h``/``7d`` ago."""
     if value is None or value == "":
         return None
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     text = str(value).strip()
     m = _RELATIVE_RE.match(text)
     if m:
         return now - dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
     if text.startswith("@") and re.fullmatch(r"@\d+(\.\d+)?", text):
-        return dt.datetime.fromtimestamp(float(text[1:]), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(float(text[1:]), dt.UTC)
     parsed = parse_rfc3339(text)
     if parsed is None:
         raise DecisionLogError(
@@ -106,7 +121,7 @@ def parse_rfc3339(text: str) -> dt.datetime | None:
     frac = (m.group(3) or "0")[:6].ljust(6, "0")
     zone = m.group(4) or "Z"
     if zone in ("Z", "z"):
-        tz = dt.timezone.utc
+        tz = dt.UTC
     else:
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
@@ -115,20 +130,30 @@ def parse_rfc3339(text: str) -> dt.datetime | None:
         stamp = dt.datetime.strptime(f"{m.group(1)}T{clock}", "%Y-%m-%dT%H:%M:%S")
     except ValueError:
         return None
-    return stamp.replace(microsecond=int(frac), tzinfo=tz).astimezone(dt.timezone.utc)
+    return stamp.replace(microsecond=int(frac), tzinfo=tz).astimezone(dt.UTC)
 
 
 def iso(stamp: dt.datetime | None) -> str | None:
     if stamp is None:
         return None
-    return stamp.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --------------------------------------------------------------------------- daemon log lines
 
 
-_GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-               "\\": "\\", '"': '"', "'": "'"}
+_GO_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
 
 
 def go_unquote(body: str) -> str:
@@ -273,15 +298,23 @@ def parse_plugin_message(msg: str) -> dict[str, Any] | None:
     fo = FAIL_OPEN_RE.search(text)
     if fo:
         return {
-            "mode": "policy-file", "kind": "fail_open", "decision_id": None, "timestamp": None,
-            "go_time": go_time, "input": None, "result": True, "config_hash": None, "path": None,
-            "labels": None, "error": f"policy file {fo.group(1)} does not exist: the plugin allowed the request",
+            "mode": "policy-file",
+            "kind": "fail_open",
+            "decision_id": None,
+            "timestamp": None,
+            "go_time": go_time,
+            "input": None,
+            "result": True,
+            "config_hash": None,
+            "path": None,
+            "labels": None,
+            "error": f"policy file {fo.group(1)} does not exist: the plugin allowed the request",
         }
     if text.startswith("{"):
         doc = _json_object_at(text, 0)
         if doc is None or "decision_id" not in doc or "input" not in doc:
             return None
-        if doc.get("msg") == "Decision Log" or "path" in doc and "config_hash" not in doc:
+        if doc.get("msg") == "Decision Log" or ("path" in doc and "config_hash" not in doc):
             return _config_file_decision(doc)
         return _policy_file_decision(doc, go_time)
     return None
@@ -358,13 +391,10 @@ def _mask(value: Any, where: str, keywords: Sequence[str], masked: list[str]) ->
             low = str(key).lower()
             if low in ("env", "environment") and isinstance(item, list):
                 out[key] = _mask_env_list(item, path, keywords, masked)
-            elif low in CREDENTIAL_KEYS and isinstance(item, (str, list)) and item:
-                masked.append(path)
-                out[key] = MASK
-            elif low == "authconfig" and isinstance(item, str) and item:
-                masked.append(path)
-                out[key] = MASK
-            elif isinstance(item, str) and item and _secret_name(str(key), keywords):
+            elif item and (
+                (low in CREDENTIAL_KEYS and isinstance(item, (str, list)))
+                or (isinstance(item, str) and (low == "authconfig" or _secret_name(str(key), keywords)))
+            ):
                 masked.append(path)
                 out[key] = MASK
             else:
@@ -410,7 +440,8 @@ def mask_input(doc: Any, keywords: Iterable[str] = DEFAULT_SENSITIVE_ENV_KEYWORD
         for key, values in query.items():
             if str(key).lower() == "buildargs" and isinstance(values, list):
                 query[key] = [
-                    _mask_buildargs(v, kw, masked, f"Query.{key}") if isinstance(v, str) else v for v in values
+                    _mask_buildargs(v, kw, masked, f"Query.{key}") if isinstance(v, str) else v
+                    for v in values
                 ]
             elif _secret_name(str(key), kw) and values:
                 query[key] = [MASK for _ in values] if isinstance(values, list) else MASK
@@ -431,7 +462,9 @@ def mask_input(doc: Any, keywords: Iterable[str] = DEFAULT_SENSITIVE_ENV_KEYWORD
             changed = changed or new != val
             new_pairs.append((key, new))
         if changed:
-            out["Path"] = base + "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in new_pairs)
+            out["Path"] = (
+                base + "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in new_pairs)
+            )
     return out, masked
 
 
@@ -474,8 +507,15 @@ def _image_of(doc: Mapping[str, Any], path: str) -> str | None:
 def describe(doc: Any) -> dict[str, Any]:
     """What a request asked: method, endpoint (without /vX.Y), image, container name, users."""
     if not isinstance(doc, dict):
-        return {"method": None, "endpoint": None, "image": None, "container": None, "user": None,
-                "container_user": None, "user_agent": None}
+        return {
+            "method": None,
+            "endpoint": None,
+            "image": None,
+            "container": None,
+            "user": None,
+            "container_user": None,
+            "user_agent": None,
+        }
     path = _api_path(doc)
     query = doc.get("Query") if isinstance(doc.get("Query"), dict) else {}
     body = doc.get("Body") if isinstance(doc.get("Body"), dict) else {}
@@ -575,7 +615,7 @@ def rotated_files(path: str) -> list[str]:
 
 
 def default_log_file(defaults_file: str = "/etc/default/docker") -> str | None:
-    """The daemon's log file: /etc/default/docker's DOCKER_LOGFILE (Debian's init script), else the usual ones."""
+    """dockerd's log file: DOCKER_LOGFILE of /etc/default/docker (Debian's init script), else the usual."""
     try:
         with open(defaults_file, encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -596,7 +636,10 @@ def journald_usable(unit: str, runner: Callable[..., Any] = subprocess.run) -> b
         return False
     proc = runner(
         ["journalctl", "-u", unit, "-n", "1", "-o", "cat", "--no-pager", "-q"],
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     return proc.returncode == 0 and bool(proc.stdout.strip())
 
@@ -610,8 +653,9 @@ def journald_lines(
         cmd += ["--since", "@" + str(int(since.timestamp()))]
     if until is not None:
         cmd += ["--until", "@" + str(int(until.timestamp()) + 1)]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          encoding="utf-8", errors="replace") as proc:
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace"
+    ) as proc:
         assert proc.stdout is not None
         for row in proc.stdout:
             try:
@@ -626,7 +670,7 @@ def journald_lines(
             when = None
             stamp = doc.get("__REALTIME_TIMESTAMP")
             if isinstance(stamp, str) and stamp.isdigit():
-                when = dt.datetime.fromtimestamp(int(stamp) / 1e6, dt.timezone.utc)
+                when = dt.datetime.fromtimestamp(int(stamp) / 1e6, dt.UTC)
             yield message, when
 
 
@@ -692,8 +736,12 @@ def collect(
                 raw = parse_plugin_message(msg)
                 if raw is None:
                     continue
-                if plugin_id and daemon.get("plugin") and not str(plugin_id).startswith(daemon["plugin"]) \
-                        and not daemon["plugin"].startswith(str(plugin_id)):
+                if (
+                    plugin_id
+                    and daemon.get("plugin")
+                    and not str(plugin_id).startswith(daemon["plugin"])
+                    and not daemon["plugin"].startswith(str(plugin_id))
+                ):
                     continue
                 entry = make_entry(raw, daemon, name, keywords, when)
                 stamp = parse_rfc3339(entry["time"]) if entry["time"] else None
@@ -784,3 +832,11 @@ def read_policy_files(path: str, max_bytes: int = 2 * 1024 * 1024) -> dict[str, 
     out["kind"] = "file"
     out["files"] = {os.path.basename(path): data.decode("utf-8", "replace")}
     return out
+
+
+_AUDIT_RULE_RE = re.compile(r"^\s*audit\s*(contains\b|\[|:=|=|if\b|\{)", re.M)
+
+
+def defines_audit(files: Mapping[str, str]) -> bool:
+    """Whether a policy's Rego defines a rule ``audit`` (the would-be denials of rules in audit mode)."""
+    return any(_AUDIT_RULE_RE.search(text) for name, text in files.items() if not name.endswith(".json"))

@@ -117,7 +117,7 @@ class PolicyEvaluator:
     """One policy (a file or a bundle's files), compiled once, evaluated for many inputs."""
 
     def __init__(self, files: Mapping[str, str]) -> None:
-        modules = {k: v for k, v in files.items() if k.endswith(".rego") or "/" not in k and "." not in k}
+        modules = {k: v for k, v in files.items() if k.endswith(".rego") or ("/" not in k and "." not in k)}
         if not modules:
             modules = {k: v for k, v in files.items() if not k.endswith((".json", ".manifest"))}
         if not modules:
@@ -130,10 +130,10 @@ class PolicyEvaluator:
         self._rego: Any = None
         self.error: str | None = None
         try:
-            from opa_bindings import OpaEngine, OpaError  # noqa: PLC0415 (controller only)
+            from opa_bindings import OpaEngine, OpaError
         except ImportError:
-            OpaEngine = None  # noqa: N806
-            OpaError = Exception  # noqa: N806
+            OpaEngine = None
+            OpaError = Exception
         opa_error = None
         if OpaEngine is not None:
             engine = OpaEngine()
@@ -150,7 +150,7 @@ class PolicyEvaluator:
                 engine.close()
                 opa_error = str(exc)
         try:
-            import regopy  # noqa: PLC0415
+            import regopy
         except ImportError:
             raise ExplainError(
                 "no Rego engine on the controller: "
@@ -170,7 +170,7 @@ class PolicyEvaluator:
                         node = node.setdefault(part, {})
                     node.update(value if isinstance(value, dict) else {})
                 interp.add_data_json(json.dumps(merged))
-        except Exception as exc:  # noqa: BLE001 (regopy raises its own error types)
+        except Exception as exc:
             raise ExplainError(
                 f"the policy read back from the host does not compile: {str(exc)[:500]}"
                 + (f" (OPA: {opa_error[:300]})" if opa_error else "")
@@ -186,7 +186,7 @@ class PolicyEvaluator:
     def _doc(self, path: str, input_doc: Any) -> tuple[bool, Any]:
         """(defined, value) of data.<path>."""
         if self._opa is not None:
-            from opa_bindings import OpaUndefinedError  # noqa: PLC0415
+            from opa_bindings import OpaUndefinedError
 
             try:
                 return True, self._opa.eval_document(path, input_doc)
@@ -210,7 +210,7 @@ class PolicyEvaluator:
             _d, allow = self._doc(ALLOW_PATH, input_doc)
             _d, deny = self._doc(DENY_PATH, input_doc)
             audit_defined, audit = self._doc(AUDIT_PATH, input_doc)
-        except Exception as exc:  # noqa: BLE001 (an evaluation error of this input)
+        except Exception as exc:
             return {"allow": None, "deny": [], "audit": [], "error": str(exc)[:500]}
         return {
             "allow": allow if isinstance(allow, bool) else None,
@@ -222,7 +222,7 @@ class PolicyEvaluator:
     def config(self) -> dict[str, Any]:
         try:
             defined, value = self._doc(CONFIG_PATH, {})
-        except Exception:  # noqa: BLE001
+        except Exception:
             return {}
         return value if defined and isinstance(value, dict) else {}
 
@@ -247,8 +247,13 @@ def _text_masked(text: str | None, secrets: Iterable[str]) -> str | None:
     return text
 
 
-def explain_entry(entry: Mapping[str, Any], evaluator: PolicyEvaluator | None, host: str,
-                  keywords: Sequence[str], current_sha: str | None) -> dict[str, Any]:
+def explain_entry(
+    entry: Mapping[str, Any],
+    evaluator: PolicyEvaluator | None,
+    host: str,
+    keywords: Sequence[str],
+    current_sha: str | None,
+) -> dict[str, Any]:
     """One collected entry -> its explanation (status, reasons with variables and docs)."""
     masked_input, masked_again = mask_input(entry.get("input"), keywords)
     request = dict(entry.get("request") or {})
@@ -276,7 +281,8 @@ def explain_entry(entry: Mapping[str, Any], evaluator: PolicyEvaluator | None, h
         return out
     if evaluator is None or not isinstance(masked_input, dict):
         out["note"] = (
-            "the input of this decision is not in the log" if not isinstance(masked_input, dict)
+            "the input of this decision is not in the log"
+            if not isinstance(masked_input, dict)
             else "no policy to evaluate it with"
         )
         return out
@@ -296,12 +302,24 @@ def explain_entry(entry: Mapping[str, Any], evaluator: PolicyEvaluator | None, h
     return out
 
 
-def explain_host(host: str, decisions: Mapping[str, Any] | None,
-                 policy: Mapping[str, Any] | None,
-                 cache: dict[str, PolicyEvaluator] | None = None) -> dict[str, Any]:
+def explain_host(
+    host: str,
+    decisions: Mapping[str, Any] | None,
+    policy: Mapping[str, Any] | None,
+    cache: dict[str, PolicyEvaluator] | None = None,
+) -> dict[str, Any]:
     """What authz_decisions returned for one host -> {host, status, message, items, counts}."""
-    result: dict[str, Any] = {"host": host, "status": "ok", "message": "", "items": [], "engine": None,
-                              "policy": None, "source": None, "counts": {}, "truncated": 0}
+    result: dict[str, Any] = {
+        "host": host,
+        "status": "ok",
+        "message": "",
+        "items": [],
+        "engine": None,
+        "policy": None,
+        "source": None,
+        "counts": {},
+        "truncated": 0,
+    }
     if not decisions:
         result.update(status="unreachable", message="no decision log was collected from this host")
         return result
@@ -315,8 +333,11 @@ def explain_host(host: str, decisions: Mapping[str, Any] | None,
     current_sha = None
     if files:
         current_sha = policy_sha256(files)
-        result["policy"] = {"path": (policy or {}).get("path"), "kind": (policy or {}).get("kind"),
-                            "sha256": current_sha}
+        result["policy"] = {
+            "path": (policy or {}).get("path"),
+            "kind": (policy or {}).get("kind"),
+            "sha256": current_sha,
+        }
         cache = cache if cache is not None else {}
         if current_sha not in cache:
             cache[current_sha] = PolicyEvaluator(files)
@@ -325,8 +346,12 @@ def explain_host(host: str, decisions: Mapping[str, Any] | None,
         keywords = _keywords(evaluator.config())
     else:
         keywords = list(DEFAULT_SENSITIVE_ENV_KEYWORDS)
-        result["policy"] = {"path": (policy or {}).get("path"), "kind": None, "sha256": None,
-                            "error": (policy or {}).get("error")}
+        result["policy"] = {
+            "path": (policy or {}).get("path"),
+            "kind": None,
+            "sha256": None,
+            "error": (policy or {}).get("error"),
+        }
     result["items"] = [
         explain_entry(e, evaluator, host, keywords, current_sha) for e in decisions.get("entries") or []
     ]
@@ -346,8 +371,16 @@ def explain_fleet(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         for name in sorted(hosts):
             entry = hosts[name]
             if entry.get("status") in ("unreachable", "no-plugin", "no-log", "failed"):
-                out.append({"host": name, "status": entry["status"], "message": entry.get("message") or "",
-                            "items": [], "counts": {}, "truncated": 0})
+                out.append(
+                    {
+                        "host": name,
+                        "status": entry["status"],
+                        "message": entry.get("message") or "",
+                        "items": [],
+                        "counts": {},
+                        "truncated": 0,
+                    }
+                )
                 continue
             res = explain_host(name, entry.get("decisions"), entry.get("policy"), cache)
             if entry.get("message") and not res["message"]:
@@ -397,20 +430,28 @@ def render_text(doc: Mapping[str, Any]) -> str:
             continue
         pol = h.get("policy") or {}
         lines.append(
-            head + f"{len(h['items'])} decision(s) explained"
-            + (f" (log: {h.get('source')})" if h.get("source") else "")
-            + (f"; policy {pol.get('path')} sha256 {str(pol.get('sha256'))[:12]}, engine {h.get('engine')}"
-               if pol.get("sha256") else "")
+            head
+            + f"{len(h['items'])} decision(s) explained"
+            + (f" (log: {', '.join(h.get('sources') or []) or h.get('source')})" if h.get("source") else "")
+            + (
+                f"; policy {pol.get('path')} sha256 {str(pol.get('sha256'))[:12]}, engine {h.get('engine')}"
+                if pol.get("sha256")
+                else ""
+            )
         )
         if counts:
-            lines.append("   in the window: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing")
+            lines.append(
+                "   in the window: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing"
+            )
         if h.get("truncated"):
             lines.append(f"   {h['truncated']} older matching decision(s) left out (output bound)")
         if h.get("message"):
             lines.append(f"   {h['message']}")
         for item in h["items"]:
             req = item.get("request") or {}
-            lines.append(f"-- {item.get('time')} {h['host']} user {req.get('user') or '(unix socket)'}: {_what(req)}")
+            lines.append(
+                f"-- {item.get('time')} {h['host']} user {req.get('user') or '(unix socket)'}: {_what(req)}"
+            )
             lines.append(f"   {STATUS_LINE.get(item['status'], item['status'])}")
             if item.get("policy_changed"):
                 lines.append("   the policy file has changed since this decision (its sha256 differs)")
@@ -418,7 +459,9 @@ def render_text(doc: Mapping[str, Any]) -> str:
                 ctl = r["variable"] or "always on (default deny)"
                 lines.append(f"   - {r['reason']}\n     controlled by {ctl}; see {r['doc']}")
             for r in item.get("audit") or []:
-                lines.append(f"   - (audit) {r['reason']}\n     controlled by {r['variable']}; see {r['doc']}")
+                lines.append(
+                    f"   - (audit) {r['reason']}\n     controlled by {r['variable']}; see {r['doc']}"
+                )
             if item.get("error"):
                 lines.append(f"   error: {item['error']}")
             if item.get("note"):

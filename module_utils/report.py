@@ -246,6 +246,9 @@ def host_row(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
             c for c in (verify.get("engine") or {}).get("cves") or [] if c.get("vulnerable") is not False
         ],
     }
+    row["denials"] = denial_summary(entry["denials"]) if isinstance(entry.get("denials"), list) else None
+    if isinstance(entry.get("denials_error"), str):
+        row["denials"] = {**(row["denials"] or denial_summary([])), "error": entry["denials_error"]}
     if entry.get("unreachable") or not facts:
         row["status"] = "unreachable"
         row["reason"] = str(entry.get("msg") or "the host did not answer (SSH or Python)")
@@ -279,17 +282,146 @@ def host_row(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def build_report(hosts: Mapping[str, Mapping[str, Any]], generated_at: str = "") -> dict[str, Any]:
+def build_report(
+    hosts: Mapping[str, Mapping[str, Any]], generated_at: str = "", denials_since: str | None = None
+) -> dict[str, Any]:
     rows = [host_row(name, entry) for name, entry in hosts.items()]
     rows.sort(key=lambda r: (STATUS_ORDER.index(r["status"]), r["host"]))
     summary = {status: sum(1 for r in rows if r["status"] == status) for status in STATUS_ORDER}
+    collected = [r for r in rows if r.get("denials") is not None]
+    fleet_items = [item for name, entry in hosts.items() for item in (entry.get("denials") or [])]
     return {
         "report_version": REPORT_VERSION,
         "generated_at": generated_at,
         "hosts_total": len(rows),
         "summary": summary,
+        "denials": {
+            **denial_summary(fleet_items, fleet=True),
+            "since": denials_since,
+            "hosts": len(collected),
+        }
+        if collected
+        else None,
         "hosts": rows,
     }
+
+
+# --------------------------------------------------------------------------- denials
+
+# Statuses of an explained decision (module_utils/explain.py) that the report counts.
+DENIED = ("denied", "now_allowed")
+WOULD_BE = ("would_be_denied",)
+TOP = 10
+
+
+def _rules_of(item: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    seen: dict[str, Mapping[str, Any]] = {}
+    for r in item.get(key) or []:
+        seen.setdefault(str(r.get("rule")), r)
+    return list(seen.values())
+
+
+def denial_summary(items: list[Mapping[str, Any]], fleet: bool = False) -> dict[str, Any]:
+    """Explained decisions (explain.explain_host's ``items``) -> counts by rule, by image, top offenders.
+
+    A request denied by three rules counts once in ``denied`` and once under each rule. Would-be
+    denials (allowed, flagged by rules in audit mode) are counted apart, the same way.
+    """
+    out: dict[str, Any] = {
+        "denied": 0,
+        "would_be_denied": 0,
+        "now_allowed": 0,
+        "errors": 0,
+        "fail_open": 0,
+        "by_rule": [],
+        "by_image": [],
+        "top_offenders": [],
+        "recent": [],
+    }
+    by_rule: dict[str, dict[str, Any]] = {}
+    by_image: dict[str, dict[str, Any]] = {}
+    offenders: dict[tuple[str, ...], dict[str, Any]] = {}
+    counted = []
+    for item in items:
+        status = item.get("status")
+        if status == "error":
+            out["errors"] += 1
+        elif status == "fail_open":
+            out["fail_open"] += 1
+        if status not in DENIED + WOULD_BE:
+            continue
+        key = "denied" if status in DENIED else "would_be_denied"
+        out[key] += 1
+        if status == "now_allowed":
+            out["now_allowed"] += 1
+        rules = _rules_of(item, "reasons" if key == "denied" else "audit") or [
+            {"rule": "unexplained", "variable": None, "doc": None}
+        ]
+        for r in rules:
+            slot = by_rule.setdefault(
+                str(r.get("rule")),
+                {
+                    "rule": r.get("rule"),
+                    "variable": r.get("variable"),
+                    "doc": r.get("doc"),
+                    "denied": 0,
+                    "would_be_denied": 0,
+                },
+            )
+            slot[key] += 1
+        req = item.get("request") or {}
+        image = str(req.get("image") or "(no image)")
+        islot = by_image.setdefault(
+            image, {"image": image, "denied": 0, "would_be_denied": 0, "rules": set()}
+        )
+        islot[key] += 1
+        islot["rules"].update(str(r.get("rule")) for r in rules)
+        who = str(req.get("user") or "(unix socket)")
+        okey = ((str(item.get("host")),) if fleet else ()) + (who, image)
+        oslot = offenders.setdefault(
+            okey,
+            {
+                **({"host": item.get("host")} if fleet else {}),
+                "user": who,
+                "image": image,
+                "denied": 0,
+                "would_be_denied": 0,
+                "rules": set(),
+                "last": None,
+            },
+        )
+        oslot[key] += 1
+        oslot["rules"].update(str(r.get("rule")) for r in rules)
+        oslot["last"] = max(filter(None, [oslot["last"], item.get("time")]), default=None)
+        counted.append(item)
+
+    def order(d: Mapping[str, Any]) -> tuple[int, int]:
+        return (-(d["denied"] + d["would_be_denied"]), -d["denied"])
+
+    out["by_rule"] = sorted(by_rule.values(), key=lambda d: (*order(d), str(d["rule"])))
+    out["by_image"] = [
+        {**d, "rules": sorted(d["rules"])}
+        for d in sorted(by_image.values(), key=lambda d: (*order(d), d["image"]))
+    ][:TOP]
+    out["top_offenders"] = [
+        {**d, "rules": sorted(d["rules"])}
+        for d in sorted(offenders.values(), key=lambda d: (*order(d), d["user"], d["image"]))
+    ][:TOP]
+    counted.sort(key=lambda i: str(i.get("time") or ""), reverse=True)
+    out["recent"] = [
+        {
+            **({"host": i.get("host")} if fleet else {}),
+            "time": i.get("time"),
+            "status": i.get("status"),
+            "request": {
+                k: (i.get("request") or {}).get(k)
+                for k in ("method", "endpoint", "image", "container", "user")
+            },
+            "rules": sorted({str(r.get("rule")) for r in _rules_of(i, "reasons") + _rules_of(i, "audit")}),
+        }
+        for i in counted[:20]
+    ]
+    return out
 
 
 # --------------------------------------------------------------------------- HTML
@@ -301,12 +433,97 @@ text-align:left;vertical-align:top;font-size:.9rem}th{background:#f6f8fa}
 .failing td.s{background:#ffd7d5}.unreachable td.s,.no-docker td.s{background:#ffe7c2}
 .not-hardened td.s{background:#fff5b1}.warning td.s{background:#ddf4ff}.ok td.s{background:#dafbe1}
 code{font-size:.85rem}details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
-.pass{color:#1a7f37}.fail{color:#cf222e;font-weight:600}
+.pass{color:#1a7f37}.fail{color:#cf222e;font-weight:600}td.n{text-align:right}
+table.by-rule,table.by-image,table.offenders{width:auto;margin:.5rem 0}
 """
 
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _count_cells(d: Mapping[str, Any]) -> str:
+    return f'<td class="n">{_e(d.get("denied", 0))}</td><td class="n">{_e(d.get("would_be_denied", 0))}</td>'
+
+
+def _denials_html(den: Mapping[str, Any] | None, fleet: bool, host: str = "") -> list[str]:
+    """Counts per rule first, then images, offenders and the most recent denials."""
+    if not den:
+        return []
+    ident = "denials" if fleet else f"denials-{host}"
+    head = "h2" if fleet else "h3"
+    since = den.get("since")
+    out = [
+        f'<{head} id="{_e(ident)}">Denials{" since " + _e(since) if since else ""}</{head}>',
+        f"<p>{_e(den.get('denied', 0))} denied request(s), {_e(den.get('would_be_denied', 0))} would-be "
+        f"denial(s) (rules in audit mode)"
+        + (
+            f", {_e(den['now_allowed'])} now allowed by the policy the host runs"
+            if den.get("now_allowed")
+            else ""
+        )
+        + (f", {_e(den['errors'])} plugin error(s)" if den.get("errors") else "")
+        + (
+            f", {_e(den['fail_open'])} allowed unevaluated (policy file missing)"
+            if den.get("fail_open")
+            else ""
+        )
+        + (f"{' over ' + _e(den.get('hosts')) + ' host(s)' if fleet and den.get('hosts') else ''}.</p>"),
+    ]
+    if den.get("error"):
+        out.append(f'<p class="fail">{_e(den["error"])}</p>')
+    if not den.get("by_rule"):
+        return out
+    out.append(
+        f'<table class="by-rule" id="{_e(ident)}-rules"><thead><tr><th>rule</th><th>denied</th>'
+        "<th>would-be</th>"
+        "<th>variable</th></tr></thead><tbody>"
+    )
+    for r in den["by_rule"]:
+        doc = r.get("doc")
+        var = (
+            f'<a href="{_e(doc)}"><code>{_e(r.get("variable") or "always on")}</code></a>'
+            if doc
+            else _e(r.get("variable") or "-")
+        )
+        out.append(f"<tr><td>{_e(r.get('rule'))}</td>{_count_cells(r)}<td>{var}</td></tr>")
+    out.append("</tbody></table>")
+    out.append(
+        f'<table class="by-image" id="{_e(ident)}-images"><thead><tr><th>image</th><th>denied</th>'
+        "<th>would-be</th>"
+        "<th>rules</th></tr></thead><tbody>"
+    )
+    for r in den.get("by_image") or []:
+        out.append(
+            f"<tr><td>{_e(r.get('image'))}</td>{_count_cells(r)}"
+            f"<td>{_e(', '.join(r.get('rules') or []))}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    out.append(
+        f'<table class="offenders" id="{_e(ident)}-offenders"><thead><tr>{"<th>host</th>" if fleet else ""}'
+        "<th>user</th><th>image</th><th>denied</th><th>would-be</th><th>rules</th><th>last</th></tr></thead><tbody>"
+    )
+    for r in den.get("top_offenders") or []:
+        out.append(
+            f"<tr>{'<td>' + _e(r.get('host')) + '</td>' if fleet else ''}<td>{_e(r.get('user'))}</td>"
+            f"<td>{_e(r.get('image'))}</td>{_count_cells(r)}<td>{_e(', '.join(r.get('rules') or []))}</td>"
+            f"<td>{_e(r.get('last'))}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    if not fleet and den.get("recent"):
+        out.append(
+            "<table><thead><tr><th>time</th><th>request</th><th>status</th><th>rules</th></tr></thead><tbody>"
+        )
+        for i in den["recent"]:
+            req = i.get("request") or {}
+            what = " ".join(str(x) for x in (req.get("method"), req.get("endpoint")) if x)
+            what += "".join(f", {k} {req[k]}" for k in ("image", "container", "user") if req.get(k))
+            out.append(
+                f"<tr><td>{_e(i.get('time'))}</td><td>{_e(what)}</td><td>{_e(i.get('status'))}</td>"
+                f"<td>{_e(', '.join(i.get('rules') or []))}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    return out
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -361,7 +578,9 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"<td>{_e(engine.get('version') or '-')}</td><td>{plugin_cell}</td><td>{policy_cell}</td>"
             f"<td>{probes}</td><td>{_e(len(r.get('warnings') or []))}</td></tr>"
         )
-    out.append("</tbody></table><h2>Details</h2>")
+    out.append("</tbody></table>")
+    out.extend(_denials_html(report.get("denials"), fleet=True))
+    out.append("<h2>Details</h2>")
     for r in rows:
         policy = r.get("policy") or {}
         out.append(f'<details id="d-{_e(r.get("host"))}"><summary>{_e(r.get("host"))}</summary>')
@@ -373,6 +592,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         )
         if r.get("warnings"):
             out.append("<ul>" + "".join(f"<li>{_e(w)}</li>" for w in r["warnings"]) + "</ul>")
+        if r.get("denials") is not None:
+            out.extend(_denials_html(r["denials"], fleet=False, host=str(r.get("host"))))
         if r.get("probes"):
             out.append(
                 "<table><thead><tr><th>probe</th><th>rule</th><th>expected</th><th>outcome</th>"

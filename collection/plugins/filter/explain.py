@@ -38,7 +38,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def host_input(hostvars: Any, facts_var: str = FACTS_VAR, decisions_var: str = DECISIONS_VAR) -> dict[str, Any]:
+def host_input(
+    hostvars: Any, facts_var: str = FACTS_VAR, decisions_var: str = DECISIONS_VAR
+) -> dict[str, Any]:
     """What the playbook registered for one host -> explain_fleet's input for it."""
     facts = plain(hostvars.get(facts_var)) if hostvars is not None else None
     decisions = plain(hostvars.get(decisions_var)) if hostvars is not None else None
@@ -52,14 +54,18 @@ def host_input(hostvars: Any, facts_var: str = FACTS_VAR, decisions_var: str = D
     if docker.get("available") and not plugin.get("installed"):
         return {
             "status": "no-plugin",
-            "message": f"plugin {plugin.get('name')} is not installed: this host authorizes nothing and logs no decision",
+            "message": f"plugin {plugin.get('name')} is not installed: "
+            "this host authorizes nothing and logs no decision",
         }
     if not isinstance(decisions, dict) or decisions.get("skipped"):
         return {"status": "failed", "message": "the decision log was not collected"}
     if decisions.get("unreachable"):
         return {"status": "unreachable", "message": str(decisions.get("msg") or "")}
     if decisions.get("failed"):
-        return {"status": "failed", "message": str(decisions.get("msg") or "collecting the decision log failed")}
+        return {
+            "status": "failed",
+            "message": str(decisions.get("msg") or "collecting the decision log failed"),
+        }
     if decisions.get("source") == "none":
         return {"status": "no-log", "message": str(decisions.get("message") or "no dockerd log found")}
     notes = []

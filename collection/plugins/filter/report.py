@@ -18,10 +18,16 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import (
+    ExplainError,
+    PolicyEvaluator,
+    explain_host,
+)
 from ansible_collections.hardening.docker_authz.plugins.module_utils.report import build_report, render_html
 
 FACTS_VAR = "docker_authz_report_facts"
 VERIFY_VAR = "docker_authz_report_verify"
+DECISIONS_VAR = "docker_authz_report_decisions"
 
 
 def _plain(value: Any) -> Any:
@@ -51,12 +57,51 @@ def _entry(hostvars: Any) -> dict[str, Any]:
     return entry
 
 
-def fleet_report(hostvars: Mapping[str, Any], hosts: list[str], generated_at: str = "") -> dict[str, Any]:
+def _denials(hostvars: Any, host: str, cache: dict[str, PolicyEvaluator]) -> dict[str, Any]:
+    """The host's collected decisions re-evaluated with its policy (explain.py): {denials: items}."""
+    decisions = _plain(hostvars.get(DECISIONS_VAR)) if hostvars is not None else None
+    if not isinstance(decisions, dict) or decisions.get("skipped") or decisions.get("unreachable"):
+        return {}
+    if decisions.get("failed"):
+        return {"denials": [], "denials_error": f"the decision log was not collected: {decisions.get('msg')}"}
+    try:
+        explained = explain_host(host, decisions, decisions.get("policy"), cache)
+    except ExplainError as exc:
+        return {"denials": [], "denials_error": str(exc)}
+    out: dict[str, Any] = {"denials": explained["items"]}
+    if decisions.get("source") == "none":
+        out["denials_error"] = str(decisions.get("message") or "no dockerd log found")
+    elif explained.get("truncated"):
+        out["denials_error"] = (
+            f"{explained['truncated']} older decision(s) left out (docker_authz_report_max_decisions)"
+        )
+    return out
+
+
+def fleet_report(
+    hostvars: Mapping[str, Any], hosts: list[str], generated_at: str = "", denials_since: str | None = None
+) -> dict[str, Any]:
     """hostvars (the magic variable) and the hosts of the report -> the report document."""
     if not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError(f"fleet_report expects the list of hosts, got {type(hosts).__name__}")
-    entries = {str(h): _entry(hostvars.get(h)) for h in hosts}
-    return build_report(entries, generated_at)
+    cache: dict[str, PolicyEvaluator] = {}
+    starts = []
+    try:
+        entries = {}
+        for h in hosts:
+            decisions = (
+                _plain((hostvars.get(h) or {}).get(DECISIONS_VAR)) if hostvars.get(h) is not None else None
+            )
+            if isinstance(decisions, dict) and isinstance(decisions.get("since"), str):
+                starts.append(decisions["since"])
+            entry = _entry(hostvars.get(h))
+            if not entry.get("unreachable"):
+                entry.update(_denials(hostvars.get(h), str(h), cache))
+            entries[str(h)] = entry
+    finally:
+        for ev in cache.values():
+            ev.close()
+    return build_report(entries, generated_at, min(starts) if starts else denials_since)
 
 
 def fleet_report_html(report: Mapping[str, Any]) -> str:

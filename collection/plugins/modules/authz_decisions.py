@@ -112,6 +112,13 @@ options:
         (its C(.rego) files, C(data.json) and C(.manifest)). By default
         C(/etc/docker/policies/bundle) when it is a directory, else C(/etc/docker/policies/authz.rego).
     type: path
+  allowed_if_audit:
+    description:
+      - Return C(allowed) decisions (when O(kinds) names them) only if the policy read back from
+        O(policy_path) defines C(audit) (rules in audit mode, whose would-be denials are allowed
+        decisions). Keeps the output small on hosts in pure enforce mode.
+    type: bool
+    default: false
   read_policy:
     description:
       - Return the policy in RV(policy).
@@ -204,6 +211,12 @@ message:
   description: Why nothing was found (no log, an empty window), or an empty string.
   returned: always
   type: str
+kinds:
+  description: The kinds returned (O(kinds) without C(allowed) when O(allowed_if_audit) found no
+    C(audit) rule).
+  returned: always
+  type: list
+  elements: str
 policy:
   description: The policy read back - C(path), C(exists), C(kind) (C(file) or C(bundle)), C(files)
     (name to text) and C(error).
@@ -221,6 +234,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.decision_lo
     DecisionLogError,
     collect,
     default_log_file,
+    defines_audit,
     file_lines,
     iso,
     journald_lines,
@@ -251,6 +265,7 @@ def main() -> None:
             "include_probes": {"type": "bool", "default": False},
             "sensitive_env_keywords": {"type": "list", "elements": "str", "default": [], "no_log": False},
             "policy_path": {"type": "path"},
+            "allowed_if_audit": {"type": "bool", "default": False},
             "read_policy": {"type": "bool", "default": True},
             "max_entries": {"type": "int", "default": 200},
             "max_bytes": {"type": "int", "default": 4194304},
@@ -260,11 +275,15 @@ def main() -> None:
     p = module.params
     bad_kinds = [k for k in p["kinds"] if k not in KINDS]
     if bad_kinds:
-        module.fail_json(msg=f"kinds: unknown kind(s) {', '.join(bad_kinds)}. Use a subset of {', '.join(KINDS)}")
+        module.fail_json(
+            msg=f"kinds: unknown kind(s) {', '.join(bad_kinds)}. Use a subset of {', '.join(KINDS)}"
+        )
     for name in ("last", "max_entries", "max_bytes"):
         if p[name] < 0 or (name != "last" and p[name] == 0):
-            module.fail_json(msg=f"{name}: {p[name]} is not allowed. Give a positive number"
-                             + (" (0 for all)" if name == "last" else ""))
+            module.fail_json(
+                msg=f"{name}: {p[name]} is not allowed. Give a positive number"
+                + (" (0 for all)" if name == "last" else "")
+            )
     try:
         since = parse_time(p["since"], "since")
         until = parse_time(p["until"], "until")
@@ -273,8 +292,16 @@ def main() -> None:
     if since and until and since > until:
         module.fail_json(msg=f"since ({iso(since)}) is after until ({iso(until)}). Swap them")
     keywords = list(DEFAULT_SENSITIVE_ENV_KEYWORDS) + [
-        k.lower() for k in p["sensitive_env_keywords"] if k.strip() and k.lower() not in DEFAULT_SENSITIVE_ENV_KEYWORDS
+        k.lower()
+        for k in p["sensitive_env_keywords"]
+        if k.strip() and k.lower() not in DEFAULT_SENSITIVE_ENV_KEYWORDS
     ]
+
+    policy_path = p["policy_path"] or (BUNDLE_DIR if os.path.isdir(BUNDLE_DIR) else POLICY_FILE)
+    policy = read_policy_files(policy_path) if p["read_policy"] or p["allowed_if_audit"] else None
+    kinds = list(p["kinds"])
+    if p["allowed_if_audit"] and "allowed" in kinds and not defines_audit((policy or {}).get("files") or {}):
+        kinds.remove("allowed")
 
     source = p["source"]
     if source == "auto":
@@ -283,7 +310,8 @@ def main() -> None:
     if source == "journald":
         if not journald_usable(p["journald_unit"]) and p["source"] == "journald":
             module.fail_json(
-                msg=f"source=journald: journalctl has no entries for {p['journald_unit']} (or systemd does not run "
+                msg=f"source=journald: journalctl has no entries for {p['journald_unit']} "
+                "(or systemd does not run "
                 "here). Name dockerd's unit with journald_unit, or use source=file with log_path"
             )
         readers = [(f"journald:{p['journald_unit']}", journald_lines(p["journald_unit"], since, until))]
@@ -299,7 +327,8 @@ def main() -> None:
             result["source"] = "none"
             if p["log_path"]:
                 module.fail_json(
-                    msg=f"log_path: {p['log_path']} does not exist. Name dockerd's log file (see DOCKER_LOGFILE in "
+                    msg=f"log_path: {p['log_path']} does not exist. "
+                    "Name dockerd's log file (see DOCKER_LOGFILE in "
                     "/etc/default/docker, or the --log-file of your service manager), or use source=journald",
                     **result,
                 )
@@ -312,7 +341,7 @@ def main() -> None:
             readers,
             since=since,
             until=until,
-            kinds=p["kinds"],
+            kinds=kinds,
             last=p["last"],
             filters={"container": p["container"], "image": p["image"], "user": p["user"]},
             plugin_id=p["plugin_id"],
@@ -327,14 +356,14 @@ def main() -> None:
     if not result["message"] and not found["entries"]:
         window = f" since {iso(since)}" if since else ""
         window += f" until {iso(until)}" if until else ""
-        result["message"] = f"no {'/'.join(p['kinds'])} decision in the log{window}" + (
+        result["message"] = f"no {'/'.join(kinds)} decision in the log{window}" + (
             " matching the filters" if p["container"] or p["image"] or p["user"] else ""
         )
     result["since"] = iso(since)
     result["until"] = iso(until)
+    result["kinds"] = kinds
     if p["read_policy"]:
-        path = p["policy_path"] or (BUNDLE_DIR if os.path.isdir(BUNDLE_DIR) else POLICY_FILE)
-        result["policy"] = read_policy_files(path)
+        result["policy"] = policy
     module.exit_json(**result)
 
 
