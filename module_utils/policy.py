@@ -455,7 +455,12 @@ def allowed_builtins(dialect: str) -> frozenset[str]:
 POLICY_LIBRARY = "lib.rego"
 RULE_IDS: tuple[str, ...] = (*RULES, "trusted_registries")
 BUNDLE_ROOT = "docker/authz"
-_HEADER = re.compile(r"\A(?:#[^\n]*\n|\n)*package docker\.authz\n\nimport rego\.v1\n\n")
+# Every source: comments, the package, the rego.v1 import and (in files that read the config) an
+# import of data.docker.authz.config, which in a bundle is the data file and in the single file
+# the `config` constant itself (so the single file leaves the import out).
+_HEADER = re.compile(
+    r"\A(?:#[^\n]*\n|\n)*package docker\.authz\n\nimport rego\.v1\n(?:import data\.docker\.authz\.config\n)?\n"
+)
 
 
 def rule_source(rule_id: str) -> str:
@@ -476,7 +481,7 @@ def _source_body(name: str, text: str) -> str:
     if not match:
         raise ValueError(
             f"policy source {name} must start with 'package docker.authz', a blank line, "
-            "'import rego.v1' and a blank line"
+            "'import rego.v1' (and 'import data.docker.authz.config' if it reads the config) and a blank line"
         )
     return text[match.end():].rstrip("\n") + "\n"
 

@@ -4,6 +4,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # Decision. Default deny: allow only when no rule objects, which includes the request being

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 deny contains "apparmor_unconfined: --security-opt apparmor=unconfined is not allowed" if {
 	config.rules.apparmor_unconfined

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # devices (docker_authz_deny_devices)

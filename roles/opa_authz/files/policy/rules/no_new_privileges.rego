@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # no_new_privileges (docker_authz_require_no_new_privileges): the last no-new-privileges

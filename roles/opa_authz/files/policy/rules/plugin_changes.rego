@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # plugin_changes (docker_authz_deny_plugin_changes): disabling the authorization plugin

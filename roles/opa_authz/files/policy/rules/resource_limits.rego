@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # resource_limits (docker_authz_require_resource_limits)

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # root_user (docker_authz_deny_root_user): "", "root", "0", "0:0", "root:x" (and +0, 00).

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # seccomp_unconfined, apparmor_unconfined, selinux_disabled (--security-opt; service Privileges)

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 deny contains "selinux_disabled: --security-opt label=disable is not allowed" if {
 	config.rules.selinux_disabled

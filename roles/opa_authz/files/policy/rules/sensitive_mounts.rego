@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # Host paths cleaned like Go's filepath.Clean ("..", "//", ".", trailing "/") before they are
 # compared. Rego cannot loop, so ".." is resolved arithmetically: a segment survives unless a

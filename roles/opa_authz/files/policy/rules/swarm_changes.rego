@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # swarm_changes (docker_authz_deny_swarm_changes): a host that joins a swarm runs the tasks its

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # trusted_registries (docker_authz_trusted_registries): images by name; Docker Hub is

@@ -2,6 +2,7 @@
 package docker.authz
 
 import rego.v1
+import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # unmasked_paths (docker_authz_deny_unmasked_paths): systempaths=unconfined arrives as empty
