@@ -95,7 +95,10 @@ def decision_lines(host: DindHost) -> list[dict]:
     """The plugin's JSON decision lines as dockerd logged them (Go log prefix removed)."""
     out = []
     for line in host.dockerd_log().splitlines():
-        m = re.search(r'msg="\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (\{.*\})" plugin=', line)
+        m = re.search(
+            r'msg="\d{4}/\d\d/\d\d \d\d:\d\d:\d\d Returning OPA policy decision: (?:true|false): (\{.*\})" plugin=',
+            line,
+        )
         if m:
             out.append(json.loads(m.group(1).encode().decode("unicode_escape")))
     return out
