@@ -14,10 +14,10 @@ description:
   - Reads, and never changes, the decisions that opa-docker-authz logged on a host, from dockerd's
     log - journald (C(journalctl -u docker -o json)) where dockerd runs under systemd, otherwise the
     daemon's log file and its rotations (C(docker.log.1), C(docker.log.2.gz), C(docker.log-20261205)).
-  - Parses both plugin modes - policy-file mode (C(Returning OPA policy decision: false: {...}) after
-    Go's log prefix, and its error and fail-open lines) and config-file mode console decision logs
-    (C({"msg":"Decision Log",...}), numbers printed as floats are turned back into integers) - from
-    dockerd's text (C(msg="...") with Go quoting) or JSON log format.
+  - Parses both plugin modes - policy-file mode (the C(Returning OPA policy decision) lines after
+    Go's log prefix, with their decision JSON, and the error and fail-open lines) and config-file mode
+    console decision logs (JSON objects whose C(msg) is C(Decision Log); numbers printed as floats are
+    turned back into integers) - from dockerd's text format (C(msg) quoted the Go way) or JSON format.
   - Returns structured entries (time, decision id, mode, kind, the request summarized and the full
     input) for a time window or the last N, filtered by container name, image or user.
   - Masks secrets BEFORE they leave the host - the values of environment variables whose name
@@ -41,6 +41,7 @@ options:
     description:
       - Newest decision to return, in the same forms as O(since).
     type: str
+    aliases: [before]
   last:
     description:
       - Return only the newest N matching decisions (C(0) - all in the window).
@@ -252,7 +253,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "since": {"type": "str"},
-            "until": {"type": "str"},
+            "until": {"type": "str", "aliases": ["before"]},
             "last": {"type": "int", "default": 0},
             "kinds": {"type": "list", "elements": "str", "default": ["denied", "error", "fail_open"]},
             "container": {"type": "list", "elements": "str", "default": []},
