@@ -10,11 +10,17 @@ Two independent checks, both needed because the plugin's OPA (0.9.1 in opa-docke
    no ``import rego.v1``/``future``; v1: ``import rego.v1``, ``if`` before every body,
    ``contains`` for set rules) and every called name against the builtins of the dialect's
    OPA version (module_utils/policy.py, from the project's builtins-by-version reference).
-2. :func:`compile_policy` - compile and evaluate with regopy (rego-cpp) on sample inputs:
-   ``data.docker.authz.allow`` must be a boolean and ``data.docker.authz.deny`` a set.
+2. :func:`compile_policy` - compile and evaluate on sample inputs: ``data.docker.authz.allow``
+   must be a boolean and ``data.docker.authz.deny`` a set. Rego v1 is compiled by OPA's own
+   engine when ``opa_bindings`` (opa-golib-python-bindings, OPA 1.20.2) is importable, by
+   regopy (rego-cpp) otherwise; the v0 dialect (which OPA 1.x cannot parse) always by regopy.
 
-regopy is a controller-side requirement (``pip install regopy``); it is imported lazily so the
-scan works without it. Pure functions apart from regopy; stdlib only otherwise.
+:func:`check_bundle` does both for a whole OPA bundle directory (several .rego files, data
+files, a .manifest), as the plugin loads it in config-file mode.
+
+The engines are controller-side requirements, imported lazily so the scan works without them.
+Pure functions apart from the engines; stdlib only otherwise (PyYAML, which Ansible itself
+needs on the controller, only for data.yaml files).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ SAMPLE_INPUTS: tuple[dict[str, Any], ...] = (
         "Body": None,
         "User": "",
         "AuthMethod": "",
-        "BindMounts": [],
+        "BindMounts": None,
     },
     {
         "Headers": {"Content-Type": "application/json"},
@@ -104,12 +110,18 @@ def called_names(code: str) -> set[str]:
     return {m.group(1) for m in _CALL.finditer(code) if m.group(1) not in _KEYWORDS}
 
 
-def scan_rego(text: str, dialect: str) -> list[str]:
-    """Problems that keep ``text`` from running on its dialect's OPA; ``[]`` when none."""
+def scan_rego(
+    text: str, dialect: str, *, require_package: bool = True, functions: frozenset[str] = frozenset()
+) -> list[str]:
+    """Problems that keep ``text`` from running on its dialect's OPA; ``[]`` when none.
+
+    ``require_package=False`` for a module of a bundle (only one needs ``package docker.authz``);
+    ``functions``: functions the other modules define (``lib.f(`` is allowed when ``f`` is one).
+    """
     code = strip_comments_and_strings(text)
     problems: list[str] = []
     lines = code.splitlines()
-    if not re.search(r"^package\s+docker\.authz\s*$", code, re.M):
+    if require_package and not re.search(r"^package\s+docker\.authz\s*$", code, re.M):
         problems.append(
             "the policy must declare 'package docker.authz' (the plugin queries data.docker.authz.allow)"
         )
@@ -152,6 +164,8 @@ def scan_rego(text: str, dialect: str) -> list[str]:
         )
     allowed = allowed_builtins(dialect) | defined_functions(code)
     for name in sorted(called_names(code) - allowed):
+        if name in functions or name.rsplit(".", 1)[-1] in functions:
+            continue  # a function of another module of the bundle
         version = "0.9.1" if dialect == "v0" else "1.3.0 (v1 mode, deprecated builtins rejected)"
         problems.append(f"'{name}' is not a builtin of OPA {version} nor a function of the policy")
     return problems
@@ -184,12 +198,69 @@ def _import_regopy() -> Any:
     return regopy
 
 
-def compile_policy(text: str, samples: tuple[dict[str, Any], ...] = SAMPLE_INPUTS) -> list[dict[str, Any]]:
-    """Compile ``text`` with regopy and evaluate allow/deny on each sample input.
+def _import_opa() -> Any:
+    """opa_bindings (OPA's own engine) or None when it is not installed."""
+    try:
+        import opa_bindings  # optional: a controller-side requirement
+    except ImportError:
+        return None
+    return opa_bindings
 
-    Returns ``[{"allow": bool, "deny": [reasons]}, ...]``; raises :class:`RegoCheckError` with
-    the engine's message when the policy does not compile or evaluates wrongly.
-    """
+
+def engine_for(dialect: str) -> str:
+    """``opa`` (OPA's own engine) for Rego v1 when opa_bindings is importable, else ``regopy``."""
+    if dialect == "v1" and _import_opa() is not None:
+        return "opa"
+    return "regopy"
+
+
+def _result(allow: Any, deny: Any) -> dict[str, Any]:
+    if not isinstance(allow, bool):
+        raise RegoCheckError(f"data.docker.authz.allow must be a boolean, got {allow!r}")
+    # A set comes back as a JSON array; regopy returns an OPA v0 partial set
+    # (deny[msg] { ... }) as an object of msg: true, which OPA itself evaluates to a set.
+    if isinstance(deny, dict) and all(v is True for v in deny.values()):
+        deny = sorted(deny)
+    if not isinstance(deny, list) or not all(isinstance(x, str) for x in deny):
+        raise RegoCheckError(f"data.docker.authz.deny must be a set of strings, got {deny!r}")
+    return {"allow": allow, "deny": sorted(deny)}
+
+
+def _compile_opa(
+    modules: dict[str, str], data: dict[str, Any], samples: tuple[dict[str, Any], ...]
+) -> list[dict[str, Any]]:
+    opa = _import_opa()
+    if opa is None:
+        raise RegoCheckError(
+            "opa_bindings is not installed for the Python that runs Ansible on the controller: "
+            "'pip install --ignore-requires-python opa-golib-python-bindings==0.4.4'"
+        )
+    engine = opa.OpaEngine()
+    try:
+        for name, text in modules.items():
+            engine.add_policy(name, text)
+        if data:
+            engine.add_data(data)
+        results = []
+        for sample in samples:
+            values = []
+            for what in ("allow", "deny"):
+                try:
+                    values.append(engine.eval_document(f"docker.authz.{what}", sample))
+                except opa.OpaUndefinedError:
+                    values.append(None)
+            results.append(_result(*values))
+        return results
+    except opa.OpaError as exc:
+        message = str(getattr(exc, "message", exc)).removeprefix("bundle activation failed: ")
+        raise RegoCheckError(f"the policy does not compile or evaluate: {message}") from None
+    finally:
+        engine.close()
+
+
+def _compile_regopy(
+    modules: dict[str, str], data: dict[str, Any], samples: tuple[dict[str, Any], ...]
+) -> list[dict[str, Any]]:
     regopy = _import_regopy()
     from regopy.interpreter import rego_query
     from regopy.output import rego_output_ok, rego_output_string
@@ -199,7 +270,10 @@ def compile_policy(text: str, samples: tuple[dict[str, Any], ...] = SAMPLE_INPUT
         with _captured_stdout() as printed:
             try:
                 rego = regopy.Interpreter()
-                rego.add_module("authz.rego", text)
+                for name, text in modules.items():
+                    rego.add_module(name, text)
+                if data:
+                    rego.add_data_json(json.dumps(data))
                 rego.set_input(sample)
                 impl = rego_query(rego._impl, QUERY)
                 ok, raw = bool(rego_output_ok(impl)), rego_output_string(impl)
@@ -213,20 +287,47 @@ def compile_policy(text: str, samples: tuple[dict[str, Any], ...] = SAMPLE_INPUT
             bindings = json.loads(raw)["bindings"]
         except (ValueError, KeyError, TypeError) as exc:
             raise RegoCheckError(f"unexpected result from the Rego engine: {raw[:500]}") from exc
-        allow, deny = bindings.get("allow"), bindings.get("deny")
-        if not isinstance(allow, bool):
-            raise RegoCheckError(f"data.docker.authz.allow must be a boolean, got {allow!r}")
-        # A set comes back as a JSON array; regopy returns an OPA v0 partial set
-        # (deny[msg] { ... }) as an object of msg: true, which OPA itself evaluates to a set.
-        if isinstance(deny, dict) and all(v is True for v in deny.values()):
-            deny = sorted(deny)
-        if not isinstance(deny, list) or not all(isinstance(x, str) for x in deny):
-            raise RegoCheckError(f"data.docker.authz.deny must be a set of strings, got {deny!r}")
-        results.append({"allow": allow, "deny": sorted(deny)})
+        results.append(_result(bindings.get("allow"), bindings.get("deny")))
     return results
 
 
-def check_policy(text: str, dialect: str) -> dict[str, Any]:
+def compile_modules(
+    modules: dict[str, str],
+    data: dict[str, Any] | None = None,
+    samples: tuple[dict[str, Any], ...] = SAMPLE_INPUTS,
+    *,
+    engine: str = "",
+    dialect: str = "v1",
+) -> list[dict[str, Any]]:
+    """Compile ``modules`` ({name: source}) with ``data`` and evaluate allow/deny on each sample.
+
+    ``engine``: ``opa`` or ``regopy``; empty picks :func:`engine_for` the dialect. Returns
+    ``[{"allow": bool, "deny": [reasons]}, ...]``; raises :class:`RegoCheckError` with the
+    engine's message when the policy does not compile or evaluates wrongly.
+    """
+    engine = engine or engine_for(dialect)
+    if engine == "opa":
+        if dialect != "v1":
+            raise RegoCheckError("OPA 1.x parses Rego v1 only: check the v0 dialect with regopy")
+        return _compile_opa(modules, data or {}, samples)
+    if engine == "regopy":
+        return _compile_regopy(modules, data or {}, samples)
+    raise ValueError(f"unknown Rego engine {engine!r} (expected opa or regopy)")
+
+
+def compile_policy(
+    text: str, samples: tuple[dict[str, Any], ...] = SAMPLE_INPUTS, *, engine: str = "", dialect: str = "v1"
+) -> list[dict[str, Any]]:
+    """One policy file (``authz.rego``): see :func:`compile_modules`."""
+    return compile_modules({"authz.rego": text}, None, samples, engine=engine, dialect=dialect)
+
+
+def _docker_ps_allowed(samples: list[dict[str, Any]]) -> None:
+    if samples[0]["allow"] is not True:
+        raise RegoCheckError(f"the policy denies GET /containers/json (docker ps): {samples[0]['deny']}")
+
+
+def check_policy(text: str, dialect: str, *, engine: str = "") -> dict[str, Any]:
     """Scan, then compile. Raises :class:`RegoCheckError` naming every problem."""
     problems = scan_rego(text, dialect)
     if problems:
@@ -234,12 +335,138 @@ def check_policy(text: str, dialect: str) -> dict[str, Any]:
             f"the policy uses syntax or builtins that Rego {dialect}'s OPA does not have:\n- "
             + "\n- ".join(problems)
         )
-    samples = compile_policy(text)
-    if samples[0]["allow"] is not True:
-        raise RegoCheckError(f"the policy denies GET /containers/json (docker ps): {samples[0]['deny']}")
+    engine = engine or engine_for(dialect)
+    samples = compile_policy(text, engine=engine, dialect=dialect)
+    _docker_ps_allowed(samples)
     code = strip_comments_and_strings(text)
     return {
         "dialect": dialect,
+        "engine": engine,
         "builtins": sorted(called_names(code) - defined_functions(code)),
         "samples": samples,
+    }
+
+
+# ---------------------------------------------------------------------------- bundles
+
+DATA_FILES = ("data.json", "data.yaml", "data.yml")
+
+
+def _covered(path: str, roots: list[str]) -> bool:
+    return any(r == "" or path == r or path.startswith(r + "/") for r in roots)
+
+
+def _merge_data(into: dict[str, Any], path: list[str], value: Any, where: str) -> None:
+    """Merge ``value`` at ``path`` into ``into`` as OPA merges bundle data (no overwrites)."""
+    if not path:
+        if not isinstance(value, dict):
+            raise RegoCheckError(f"{where}: the root data document must be an object")
+        for key, val in value.items():
+            _merge_data(into, [key], val, where)
+        return
+    node = into
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RegoCheckError(f"{where}: data conflict at /{'/'.join(path)}")
+    last = path[-1]
+    if last not in node:
+        node[last] = value
+    elif isinstance(node[last], dict) and isinstance(value, dict):
+        for key, val in value.items():
+            _merge_data(node[last], [key], val, where)
+    else:
+        raise RegoCheckError(f"{where}: data conflict at /{'/'.join(path)}")
+
+
+def read_bundle(bundle_dir: str) -> dict[str, Any]:
+    """The modules, data, manifest and file list of an OPA bundle directory, as OPA reads it:
+    ``*.rego`` anywhere, ``data.json``/``data.yaml`` at the data path of their directory,
+    ``.manifest`` (roots enforced). Raises :class:`RegoCheckError` naming the problem."""
+    if not os.path.isdir(bundle_dir):
+        raise RegoCheckError(f"{bundle_dir} is not a directory (bundle_dir must be an OPA bundle directory)")
+    modules: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    files: list[str] = []
+    manifest: dict[str, Any] = {}
+    data_files: list[tuple[str, Any]] = []
+    for dirpath, dirnames, names in os.walk(bundle_dir):
+        dirnames.sort()
+        for name in sorted(names):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, bundle_dir).replace(os.sep, "/")
+            try:
+                with open(full, "rb") as handle:
+                    raw = handle.read()
+            except OSError as exc:
+                raise RegoCheckError(f"cannot read {full}: {exc}") from exc
+            if rel == ".manifest":
+                try:
+                    manifest = json.loads(raw)
+                except ValueError as exc:
+                    raise RegoCheckError(f"{full} is not valid JSON: {exc}") from exc
+                if not isinstance(manifest, dict):
+                    raise RegoCheckError(f"{full} must be a JSON object")
+                files.append(rel)
+            elif name.endswith(".rego"):
+                modules[rel] = raw.decode("utf-8", "replace")
+                files.append(rel)
+            elif name in DATA_FILES:
+                try:
+                    if name == "data.json":
+                        value = json.loads(raw)
+                    else:
+                        import yaml  # Ansible's own dependency on the controller
+
+                        value = yaml.safe_load(raw)
+                except Exception as exc:
+                    raise RegoCheckError(f"{full} does not parse: {exc}") from exc
+                data_files.append((rel, value))
+                files.append(rel)
+    if not modules:
+        raise RegoCheckError(f"the bundle {bundle_dir} holds no .rego file")
+    roots = [str(r).strip("/") for r in manifest.get("roots", [""])]
+    for rel, text in modules.items():
+        pkg = re.search(r"^\s*package\s+([A-Za-z_][\w.]*)", strip_comments_and_strings(text), re.M)
+        if pkg and not _covered(pkg.group(1).replace(".", "/"), roots):
+            raise RegoCheckError(f"{rel}: package {pkg.group(1)} is outside the manifest roots {roots}")
+    for rel, value in data_files:
+        path = [p for p in rel.split("/")[:-1] if p]
+        if path and not _covered("/".join(path), roots):
+            raise RegoCheckError(f"{rel}: data path /{'/'.join(path)} is outside the manifest roots {roots}")
+        _merge_data(data, path, value, rel)
+    return {"modules": modules, "data": data, "manifest": manifest, "files": files}
+
+
+def check_bundle(bundle_dir: str, dialect: str, *, engine: str = "") -> dict[str, Any]:
+    """Scan every module of the bundle for the dialect, then compile them all with the data."""
+    bundle = read_bundle(bundle_dir)
+    modules: dict[str, str] = bundle["modules"]
+    codes = {rel: strip_comments_and_strings(text) for rel, text in modules.items()}
+    functions = frozenset(f for code in codes.values() for f in defined_functions(code))
+    problems = [
+        f"{rel}: {p}"
+        for rel, text in modules.items()
+        for p in scan_rego(text, dialect, require_package=False, functions=functions)
+    ]
+    if not any(re.search(r"^package\s+docker\.authz\s*$", code, re.M) for code in codes.values()):
+        problems.append(
+            "no module declares 'package docker.authz' (the plugin queries data.docker.authz.allow)"
+        )
+    if problems:
+        raise RegoCheckError(
+            f"the bundle uses syntax or builtins that Rego {dialect}'s OPA does not have:\n- "
+            + "\n- ".join(problems)
+        )
+    engine = engine or engine_for(dialect)
+    samples = compile_modules(modules, bundle["data"], engine=engine, dialect=dialect)
+    _docker_ps_allowed(samples)
+    called = set().union(*(called_names(code) for code in codes.values()))
+    return {
+        "dialect": dialect,
+        "engine": engine,
+        "builtins": sorted(c for c in called - functions if c.rsplit(".", 1)[-1] not in functions),
+        "samples": samples,
+        "files": sorted(bundle["files"]),
+        "revision": str(bundle["manifest"].get("revision", "")),
     }

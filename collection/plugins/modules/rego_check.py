@@ -8,30 +8,43 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: rego_check
-short_description: Check that a rendered opa-docker-authz policy runs on the plugin's OPA
+short_description: Check that a rendered opa-docker-authz policy or bundle runs on the plugin's OPA
 version_added: "0.1.0"
 description:
-  - Checks a Rego policy file before it is deployed, so that a policy that would break the
-    Docker API (opa-docker-authz answers every request with an error when its policy does not
-    compile) never reaches a host.
+  - Checks a Rego policy file, or a whole OPA bundle directory, before it is deployed, so that a
+    policy that would break the Docker API (opa-docker-authz answers every request with an error
+    when its policy file does not compile, and never serves when its bundle does not load) never
+    reaches a host.
   - First a structural scan for the dialect - Rego C(v0) for opa-docker-authz 0.2 to 0.8
     (OPA 0.9.1 syntax and builtins) or C(v1) for 0.9 and later (C(import rego.v1), C(if),
     C(contains), OPA 1.3.0 builtins without the deprecated ones).
-  - Then a real compile and evaluation with regopy (rego-cpp) on sample requests -
-    C(data.docker.authz.allow) must be a boolean (true for C(docker ps)) and
-    C(data.docker.authz.deny) a set of strings.
-  - "Run it on the controller (C(delegate_to: localhost)); it only reads the file."
+  - Then a real compile and evaluation on sample requests - C(data.docker.authz.allow) must be a
+    boolean (true for C(docker ps)) and C(data.docker.authz.deny) a set of strings. Rego C(v1)
+    is compiled by OPA's own engine (opa-golib-python-bindings, OPA 1.20.2) when it is
+    installed, by regopy (rego-cpp) otherwise; C(v0) always by regopy (OPA 1.x parses v1 only).
+  - "Run it on the controller (C(delegate_to: localhost)); it only reads the files."
 requirements:
-  - regopy (C(pip install regopy)) in the Python that runs the module, normally the
-    controller's.
+  - For C(v1), opa-golib-python-bindings (C(pip install --ignore-requires-python
+    opa-golib-python-bindings==0.4.4)) or regopy; for C(v0), regopy (C(pip install regopy)). In
+    the Python that runs the module, normally the controller's.
+  - PyYAML (Ansible's own dependency) only for C(data.yaml) files of a bundle.
 author:
   - hardening.docker_authz contributors
 options:
   path:
     description:
-      - The rendered policy file to check.
+      - The rendered policy file to check (policy-file mode).
+      - Exactly one of O(path) and O(bundle_dir) is required.
     type: path
-    required: true
+  bundle_dir:
+    description:
+      - An OPA bundle directory to check as the plugin loads it in config-file mode - every
+        C(*.rego) file below it, C(data.json)/C(data.yaml) files at the data path of their
+        directory, and C(.manifest) (its C(roots) must cover every package and data path).
+      - One module must declare C(package docker.authz); the others may be libraries in other
+        packages (their functions may be called from the other modules).
+      - Exactly one of O(path) and O(bundle_dir) is required.
+    type: path
   dialect:
     description:
       - The Rego dialect the plugin expects (see the filter C(hardening.docker_authz.rego_dialect)).
@@ -39,8 +52,9 @@ options:
     required: true
     choices: [v0, v1]
 notes:
-  - regopy is not OPA. The scan keeps the policy within what the plugin's OPA version has; the
-    compile proves the logic is well-formed and evaluates to the right types.
+  - OPA 1.20.2 and regopy are not the plugin's OPA (1.3.0 in v0.10). The scan keeps the policy
+    within what the plugin's OPA version has; the compile proves the logic is well-formed and
+    evaluates to the right types.
   - Supports check mode (it never changes anything).
 attributes:
   check_mode:
@@ -55,6 +69,12 @@ EXAMPLES = r"""
     path: /tmp/authz.rego
     dialect: v1
   delegate_to: localhost
+
+- name: Compile the rendered bundle (policy modules, data, manifest) on the controller
+  hardening.docker_authz.rego_check:
+    bundle_dir: /tmp/render/bundle
+    dialect: v1
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -63,6 +83,11 @@ dialect:
   returned: success
   type: str
   sample: v1
+engine:
+  description: The engine that compiled the policy - C(opa) (OPA's own, 1.20.2) or C(regopy).
+  returned: success
+  type: str
+  sample: opa
 builtins:
   description: The builtins the policy calls.
   returned: success
@@ -77,12 +102,24 @@ samples:
   sample:
     - {"allow": true, "deny": []}
     - {"allow": false, "deny": ["privileged: privileged containers are not allowed (--privileged)"]}
+files:
+  description: The files of the bundle that were loaded (relative to O(bundle_dir)).
+  returned: success and O(bundle_dir) was given
+  type: list
+  elements: str
+  sample: [.manifest, docker/authz/authz.rego, docker/authz/config/data.json]
+revision:
+  description: The C(revision) of the bundle's C(.manifest) (empty without one).
+  returned: success and O(bundle_dir) was given
+  type: str
+  sample: "3f2a9c"
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check import (  # noqa: E402
     RegoCheckError,
+    check_bundle,
     check_policy,
 )
 
@@ -90,11 +127,22 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "required": True},
+            "path": {"type": "path"},
+            "bundle_dir": {"type": "path"},
             "dialect": {"type": "str", "required": True, "choices": ["v0", "v1"]},
         },
+        mutually_exclusive=[("path", "bundle_dir")],
+        required_one_of=[("path", "bundle_dir")],
         supports_check_mode=True,
     )
+    dialect = module.params["dialect"]
+    bundle_dir = module.params["bundle_dir"]
+    if bundle_dir:
+        try:
+            result = check_bundle(bundle_dir, dialect)
+        except RegoCheckError as exc:
+            module.fail_json(msg=f"the bundle {bundle_dir} must not be deployed: {exc}")
+        module.exit_json(changed=False, **result)
     path = module.params["path"]
     try:
         with open(path, encoding="utf-8") as handle:
@@ -102,7 +150,7 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"cannot read the policy {path}: {exc}")
     try:
-        result = check_policy(text, module.params["dialect"])
+        result = check_policy(text, dialect)
     except RegoCheckError as exc:
         module.fail_json(msg=f"{path} must not be deployed: {exc}")
     module.exit_json(changed=False, **result)
