@@ -23,6 +23,12 @@ allow if {
 	exempt_user
 }
 
+# A rule is on when its file is part of the policy (the role ships only those). In a bundle the
+# configuration is a data file: a bundle without it denies everything rather than guess.
+deny contains "policy: the configuration data.docker.authz.config is missing (the bundle's docker/authz/data.json)" if {
+	not is_object(config.rules)
+}
+
 exempt_user if {
 	is_string(input.User)
 	input.User != ""

@@ -2,10 +2,8 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 deny contains "apparmor_unconfined: --security-opt apparmor=unconfined is not allowed" if {
-	config.rules.apparmor_unconfined
 	pairs := security_opts
 	pair := pairs[_]
 	pair[0] == "apparmor"
@@ -13,7 +11,6 @@ deny contains "apparmor_unconfined: --security-opt apparmor=unconfined is not al
 }
 
 deny contains "apparmor_unconfined: services with AppArmor disabled are not allowed" if {
-	config.rules.apparmor_unconfined
 	service_spec
 	mode := field(service_path(["privileges", "apparmor", "mode"]))
 	is_string(mode)

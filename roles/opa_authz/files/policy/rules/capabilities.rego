@@ -49,13 +49,11 @@ added_capabilities := caps if {
 }
 
 deny contains "capabilities: adding ALL capabilities is not allowed" if {
-	config.rules.capabilities
 	caps := added_capabilities
 	caps["ALL"]
 }
 
 deny contains msg if {
-	config.rules.capabilities
 	caps := added_capabilities
 	cap := caps[_]
 	cap != "ALL"

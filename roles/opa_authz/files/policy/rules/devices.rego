@@ -2,7 +2,6 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # devices (docker_authz_deny_devices)
@@ -10,7 +9,6 @@ import data.docker.authz.config
 device_fields := ["devices", "devicecgrouprules"]
 
 deny contains msg if {
-	config.rules.devices
 	creating
 	name := device_fields[_]
 	values := hc_any(name)

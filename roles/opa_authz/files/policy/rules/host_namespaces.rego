@@ -2,7 +2,6 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # host_namespaces (docker_authz_deny_host_namespaces)
@@ -10,7 +9,6 @@ import data.docker.authz.config
 namespace_fields := ["networkmode", "pidmode", "ipcmode", "utsmode", "usernsmode", "cgroupnsmode"]
 
 deny contains msg if {
-	config.rules.host_namespaces
 	creating
 	name := namespace_fields[_]
 	values := hc_any(name)
@@ -21,7 +19,6 @@ deny contains msg if {
 }
 
 deny contains "host_namespaces: services on the host network are not allowed" if {
-	config.rules.host_namespaces
 	service_spec
 	bases := [["tasktemplate", "networks"], ["networks"]]
 	base := bases[_]
@@ -34,7 +31,6 @@ deny contains "host_namespaces: services on the host network are not allowed" if
 }
 
 deny contains "host_namespaces: builds with --network host are not allowed" if {
-	config.rules.host_namespaces
 	op == "build"
 	values := query_values("networkmode")
 	value := values[_]

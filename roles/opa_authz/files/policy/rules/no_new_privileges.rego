@@ -2,14 +2,12 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # no_new_privileges (docker_authz_require_no_new_privileges): the last no-new-privileges
 # option decides, as in the daemon.
 # ------------------------------------------------------------------------------------------
 deny contains "no_new_privileges: containers must run with --security-opt no-new-privileges" if {
-	config.rules.no_new_privileges
 	creating
 	not no_new_privileges_set
 }
@@ -17,7 +15,6 @@ deny contains "no_new_privileges: containers must run with --security-opt no-new
 # Services: ContainerSpec.Privileges.NoNewPrivileges (API 1.46, Docker 27). On older engines a
 # service cannot ask for it, so its tasks would run without it: denied.
 deny contains "no_new_privileges: services must set Privileges.NoNewPrivileges (API 1.46 and later; older engines cannot)" if {
-	config.rules.no_new_privileges
 	service_spec
 	not field(service_path(["privileges", "nonewprivileges"])) == true
 }

@@ -2,20 +2,17 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # plugin_changes (docker_authz_deny_plugin_changes): disabling the authorization plugin
 # through the API would switch enforcement off.
 # ------------------------------------------------------------------------------------------
 deny contains msg if {
-	config.rules.plugin_changes
 	startswith(op, "plugin_")
 	msg := concat("", ["plugin_changes: ", input.Method, " ", path_plain, " changes Docker plugins, which this host manages with Ansible"])
 }
 
 deny contains "plugin_changes: services that install plugins (TaskTemplate.Runtime plugin) are not allowed" if {
-	config.rules.plugin_changes
 	service_spec
 	swarm_plugin_service
 }

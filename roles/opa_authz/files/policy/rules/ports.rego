@@ -90,7 +90,6 @@ service_port_span(port) := [port, port] if {
 }
 
 deny contains msg if {
-	config.rules.ports
 	spans := service_published_spans
 	span := spans[_]
 	not span_allowed(span)
@@ -98,14 +97,12 @@ deny contains msg if {
 }
 
 deny contains "ports: services publish on every interface, and docker_authz_allowed_host_ips restricts the host IPs" if {
-	config.rules.ports
 	count(config.allowed_host_ips) > 0
 	spans := service_published_spans
 	count(spans) > 0
 }
 
 deny contains msg if {
-	config.rules.ports
 	bindings := port_bindings
 	binding := bindings[_]
 	not port_allowed(binding[1])
@@ -129,7 +126,6 @@ host_ip(ip) := ip if {
 }
 
 deny contains msg if {
-	config.rules.ports
 	count(config.allowed_host_ips) > 0
 	bindings := port_bindings
 	binding := bindings[_]
@@ -139,7 +135,6 @@ deny contains msg if {
 }
 
 deny contains "ports: publishing every exposed port (--publish-all) is not allowed" if {
-	config.rules.ports
 	creating
 	values := hc_any("publishallports")
 	values[true]

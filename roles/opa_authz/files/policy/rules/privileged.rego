@@ -2,20 +2,17 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # privileged (docker_authz_deny_privileged)
 # ------------------------------------------------------------------------------------------
 deny contains "privileged: privileged containers are not allowed (--privileged)" if {
-	config.rules.privileged
 	creating
 	values := hc_any("privileged")
 	values[true]
 }
 
 deny contains "privileged: privileged exec is not allowed (docker exec --privileged)" if {
-	config.rules.privileged
 	exec_creating
 	field(["privileged"]) == true
 }

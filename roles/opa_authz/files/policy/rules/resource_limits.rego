@@ -10,7 +10,6 @@ import data.docker.authz.config
 limit_flags := {"memory": "--memory", "cpu": "--cpus or --cpu-quota", "pids": "--pids-limit"}
 
 deny contains msg if {
-	config.rules.resource_limits
 	creating
 	limits := config.required_limits
 	limits[limit]
@@ -59,7 +58,6 @@ service_limit(name) := value if {
 }
 
 deny contains msg if {
-	config.rules.resource_limits
 	service_spec
 	limits := config.required_limits
 	limits[limit]
@@ -74,7 +72,6 @@ service_limit_set(limit) if {
 }
 
 deny contains msg if {
-	config.rules.resource_limits
 	service_spec
 	config.max_memory_bytes > 0
 	value := service_limit("memorybytes")
@@ -84,7 +81,6 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	config.rules.resource_limits
 	service_spec
 	config.max_nano_cpus > 0
 	value := service_limit("nanocpus")
@@ -95,7 +91,6 @@ deny contains msg if {
 
 # docker update: -1 (or PidsLimit 0) removes a limit.
 deny contains "resource_limits: docker update must not remove the memory limit" if {
-	config.rules.resource_limits
 	updating
 	config.required_limits.memory
 	memory_removed
@@ -112,7 +107,6 @@ memory_removed if {
 }
 
 deny contains "resource_limits: docker update must not remove the cpu limit" if {
-	config.rules.resource_limits
 	updating
 	config.required_limits.cpu
 	names := ["nanocpus", "cpuquota"]
@@ -123,7 +117,6 @@ deny contains "resource_limits: docker update must not remove the cpu limit" if 
 }
 
 deny contains "resource_limits: docker update must not remove the pids limit" if {
-	config.rules.resource_limits
 	updating
 	config.required_limits.pids
 	value := field(["pidslimit"])
@@ -143,7 +136,6 @@ memory_values := values if {
 }
 
 deny contains msg if {
-	config.rules.resource_limits
 	config.max_memory_bytes > 0
 	values := memory_values
 	value := values[_]
@@ -183,7 +175,6 @@ nano_cpus_values := values if {
 }
 
 deny contains msg if {
-	config.rules.resource_limits
 	config.max_nano_cpus > 0
 	values := nano_cpus_values
 	value := values[_]

@@ -2,7 +2,6 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # root_user (docker_authz_deny_root_user): "", "root", "0", "0:0", "root:x" (and +0, 00).
@@ -34,13 +33,11 @@ non_root_create_user if {
 }
 
 deny contains "root_user: containers must run as a non-root user (--user); the image default is usually root" if {
-	config.rules.root_user
 	creating
 	not non_root_create_user
 }
 
 deny contains "root_user: services must run as a non-root user (--user); the image default is usually root" if {
-	config.rules.root_user
 	service_spec
 	not non_root_service_user
 }
@@ -52,7 +49,6 @@ non_root_service_user if {
 }
 
 deny contains "root_user: exec as root is not allowed (docker exec --user root or 0)" if {
-	config.rules.root_user
 	exec_creating
 	user := field(["user"])
 	is_string(user)

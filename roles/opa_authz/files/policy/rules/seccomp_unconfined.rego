@@ -2,13 +2,11 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # seccomp_unconfined, apparmor_unconfined, selinux_disabled (--security-opt; service Privileges)
 # ------------------------------------------------------------------------------------------
 deny contains "seccomp_unconfined: --security-opt seccomp=unconfined is not allowed" if {
-	config.rules.seccomp_unconfined
 	pairs := security_opts
 	pair := pairs[_]
 	pair[0] == "seccomp"
@@ -17,7 +15,6 @@ deny contains "seccomp_unconfined: --security-opt seccomp=unconfined is not allo
 
 # A seccomp profile (the CLI sends the file's JSON) whose default action allows every call.
 deny contains "seccomp_unconfined: a seccomp profile whose defaultAction allows every system call is not allowed" if {
-	config.rules.seccomp_unconfined
 	pairs := security_opts
 	pair := pairs[_]
 	pair[0] == "seccomp"
@@ -46,7 +43,6 @@ allow_all_seccomp_actions := {"SCMP_ACT_ALLOW": true, "SCMP_ACT_LOG": true}
 # nor system calls means no seccomp at all (moby's setupSeccomp): "{}", "null", {"defaultAction": ""}.
 # So a profile must be a JSON object that names a default action.
 deny contains "seccomp_unconfined: a seccomp profile must be a JSON object with a defaultAction (one without it switches seccomp off)" if {
-	config.rules.seccomp_unconfined
 	pairs := security_opts
 	pair := pairs[_]
 	pair[0] == "seccomp"
@@ -62,7 +58,6 @@ seccomp_profile_with_default(text) if {
 }
 
 deny contains "seccomp_unconfined: services with seccomp unconfined are not allowed" if {
-	config.rules.seccomp_unconfined
 	service_spec
 	mode := field(service_path(["privileges", "seccomp", "mode"]))
 	is_string(mode)
@@ -71,7 +66,6 @@ deny contains "seccomp_unconfined: services with seccomp unconfined are not allo
 
 # Mode "custom" (API 1.44+) hands the daemon Profile (base64 JSON) as seccomp=<profile>.
 deny contains "seccomp_unconfined: a custom seccomp profile of a service must name a defaultAction that does not allow every system call" if {
-	config.rules.seccomp_unconfined
 	service_spec
 	mode := field(service_path(["privileges", "seccomp", "mode"]))
 	is_string(mode)

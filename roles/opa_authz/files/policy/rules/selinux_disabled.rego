@@ -2,10 +2,8 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 deny contains "selinux_disabled: --security-opt label=disable is not allowed" if {
-	config.rules.selinux_disabled
 	pairs := security_opts
 	pair := pairs[_]
 	pair[0] == "label"
@@ -13,14 +11,12 @@ deny contains "selinux_disabled: --security-opt label=disable is not allowed" if
 }
 
 deny contains "selinux_disabled: --security-opt label=disable is not allowed" if {
-	config.rules.selinux_disabled
 	pairs := security_opts
 	pair := pairs[_]
 	pair[0] == "disable"
 }
 
 deny contains "selinux_disabled: services with SELinux labeling disabled are not allowed" if {
-	config.rules.selinux_disabled
 	service_spec
 	field(service_path(["privileges", "selinuxcontext", "disable"])) == true
 }

@@ -36,7 +36,6 @@ env_allowed(name) if {
 }
 
 deny contains msg if {
-	config.rules.sensitive_env
 	names := env_names
 	name := names[_]
 	lowered := lower(name)

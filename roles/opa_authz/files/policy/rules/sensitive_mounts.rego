@@ -132,7 +132,6 @@ host_paths := paths if {
 }
 
 deny contains msg if {
-	config.rules.sensitive_mounts
 	paths := host_paths
 	raw := paths[_]
 	cleaned := clean_path(raw)
@@ -142,7 +141,6 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	config.rules.sensitive_mounts
 	paths := host_paths
 	raw := paths[_]
 	cleaned := clean_path(raw)

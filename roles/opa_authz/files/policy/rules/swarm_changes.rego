@@ -2,7 +2,6 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # swarm_changes (docker_authz_deny_swarm_changes): a host that joins a swarm runs the tasks its
@@ -10,7 +9,6 @@ import data.docker.authz.config
 # swarm initialised here hands out join tokens (GET /swarm) for managers elsewhere.
 # ------------------------------------------------------------------------------------------
 deny contains msg if {
-	config.rules.swarm_changes
 	swarm_ops[op]
 	msg := concat("", ["swarm_changes: ", input.Method, " ", path_plain, " changes this host's swarm membership or configuration, which this host manages with Ansible"])
 }

@@ -83,7 +83,6 @@ trusted_repository(repository) if {
 }
 
 deny contains msg if {
-	config.rules.trusted_registries
 	images := images_used
 	image := images[_]
 	repository := image_repository(image)

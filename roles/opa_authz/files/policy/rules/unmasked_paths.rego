@@ -2,7 +2,6 @@
 package docker.authz
 
 import rego.v1
-import data.docker.authz.config
 
 # ------------------------------------------------------------------------------------------
 # unmasked_paths (docker_authz_deny_unmasked_paths): systempaths=unconfined arrives as empty
@@ -11,7 +10,6 @@ import data.docker.authz.config
 masking_fields := ["maskedpaths", "readonlypaths"]
 
 deny contains msg if {
-	config.rules.unmasked_paths
 	creating
 	name := masking_fields[_]
 	values := hc_any(name)
