@@ -77,6 +77,7 @@ CREDENTIAL_KEYS = frozenset(
 )
 DEFAULT_LOG_FILES = ("/var/log/docker.log", "/var/log/dockerd.log", "/var/log/upstart/docker.log")
 KINDS = ("denied", "allowed", "error", "fail_open")
+MAX_ERROR_LINES = 200
 
 
 class DecisionLogError(ValueError):
@@ -294,6 +295,8 @@ def parse_plugin_message(msg: str) -> dict[str, Any] | None:
                 "path": None,
                 "labels": None,
             }
+        if rest.startswith(("true (error: ", "false (error: ")):
+            return {"incomplete": True}  # a multi-line error message: the next lines complete it
         return None  # "Returning OPA policy decision: false" alone (its JSON follows on a line of its own)
     fo = FAIL_OPEN_RE.search(text)
     if fo:
@@ -318,6 +321,25 @@ def parse_plugin_message(msg: str) -> dict[str, Any] | None:
             return _config_file_decision(doc)
         return _policy_file_decision(doc, go_time)
     return None
+
+
+def _unfinished_error(text: str) -> dict[str, Any]:
+    """An error line whose input never came (cut by the daemon or the log)."""
+    body = text.split(DECISION_PREFIX, 1)[-1]
+    err = body.split("(error: ", 1)[-1].lstrip("'")
+    return {
+        "mode": "policy-file",
+        "kind": "error",
+        "decision_id": None,
+        "timestamp": None,
+        "go_time": None,
+        "input": None,
+        "result": False,
+        "error": err.split("'; input: ", 1)[0],
+        "config_hash": None,
+        "path": None,
+        "labels": None,
+    }
 
 
 def _policy_file_decision(doc: Mapping[str, Any], go_time: str | None) -> dict[str, Any]:
@@ -578,6 +600,10 @@ def make_entry(
         "result": raw.get("result"),
         "error": error,
         "config_hash": raw.get("config_hash"),
+        "bundle_revisions": {
+            str(k): v.get("revision") for k, v in (raw.get("bundles") or {}).items() if isinstance(v, dict)
+        }
+        or None,
         "plugin_id": daemon.get("plugin"),
         "source": source,
         "probe": what["user_agent"] == PROBE_USER_AGENT,
@@ -587,10 +613,20 @@ def make_entry(
     }
 
 
-def iter_messages_text(lines: Iterable[str]) -> Iterator[tuple[dict[str, str], str]]:
-    """Daemon log lines -> (daemon fields, plugin message) for lines with a plugin field or a decision."""
+def iter_messages_text(
+    lines: Iterable[str], also: Mapping[str, Any] | None = None
+) -> Iterator[tuple[dict[str, str], str]]:
+    """Daemon log lines -> (daemon fields, plugin message) for lines that may be decisions.
+
+    ``also``: plugin ids whose every line is wanted (the rest of a multi-line error).
+    """
     for line in lines:
-        if "OPA" not in line and "decision_id" not in line and "Decision Log" not in line:
+        if (
+            "OPA" not in line
+            and "decision_id" not in line
+            and "Decision Log" not in line
+            and not (also and any(f"plugin={k}" in line or f'"plugin":"{k}"' in line for k in also))
+        ):
             continue  # cheap pre-filter: most daemon lines are not decisions
         fields = parse_daemon_line(line)
         if fields is None:
@@ -729,13 +765,41 @@ def collect(
     lines_read = 0
     matched: list[dict[str, Any]] = []
     plugin_ids: set[str] = set()
+    # A policy error can span lines (OPA's "2 errors occurred:\n..."): dockerd logs each line of the
+    # plugin's stderr apart; they are joined again, per plugin, up to MAX_ERROR_LINES.
+    pending: dict[str, tuple[str, int]] = {}
     for name, lines in sources:
         for line, when in lines:
             lines_read += 1
-            for daemon, msg in iter_messages_text([line]):
-                raw = parse_plugin_message(msg)
-                if raw is None:
-                    continue
+            messages = []
+            for daemon, msg in iter_messages_text([line], also=pending):
+                key = daemon.get("plugin", "")
+                if key in pending:
+                    text, count = pending[key]
+                    if GO_LOG_PREFIX_RE.match(msg) or msg.lstrip().startswith("{"):
+                        # a new line of the plugin: the error's end never came
+                        pending.pop(key)
+                        messages.append((daemon, _unfinished_error(text)))
+                    else:
+                        text += "\n" + msg
+                        raw = parse_plugin_message(text)
+                        if raw is not None and raw.get("incomplete") and count < MAX_ERROR_LINES:
+                            pending[key] = (text, count + 1)
+                        else:
+                            pending.pop(key)
+                            messages.append(
+                                (
+                                    daemon,
+                                    raw if raw and not raw.get("incomplete") else _unfinished_error(text),
+                                )
+                            )
+                        continue
+                parsed = parse_plugin_message(msg)
+                if parsed is not None and parsed.get("incomplete"):
+                    pending[key] = (msg, 1)
+                elif parsed is not None:
+                    messages.append((daemon, parsed))
+            for daemon, raw in messages:
                 if (
                     plugin_id
                     and daemon.get("plugin")

@@ -253,6 +253,7 @@ def explain_entry(
     host: str,
     keywords: Sequence[str],
     current_sha: str | None,
+    current_revision: str | None = None,
 ) -> dict[str, Any]:
     """One collected entry -> its explanation (status, reasons with variables and docs)."""
     masked_input, masked_again = mask_input(entry.get("input"), keywords)
@@ -277,6 +278,8 @@ def explain_entry(
     }
     if entry.get("config_hash") and current_sha:
         out["policy_changed"] = entry["config_hash"] != current_sha
+    elif entry.get("bundle_revisions") and current_revision:
+        out["policy_changed"] = current_revision not in entry["bundle_revisions"].values()
     if entry.get("kind") == "fail_open":
         return out
     if evaluator is None or not isinstance(masked_input, dict):
@@ -300,6 +303,16 @@ def explain_entry(
     elif kind == "allowed":
         out["status"] = "would_be_denied" if out["audit"] else "allowed"
     return out
+
+
+def _revision(files: Mapping[str, str]) -> str | None:
+    """A bundle's .manifest revision (what config-file mode logs under bundles.<name>.revision)."""
+    try:
+        manifest = json.loads(files.get(".manifest") or "null")
+    except ValueError:
+        return None
+    rev = manifest.get("revision") if isinstance(manifest, dict) else None
+    return rev if isinstance(rev, str) and rev else None
 
 
 def explain_host(
@@ -353,7 +366,8 @@ def explain_host(
             "error": (policy or {}).get("error"),
         }
     result["items"] = [
-        explain_entry(e, evaluator, host, keywords, current_sha) for e in decisions.get("entries") or []
+        explain_entry(e, evaluator, host, keywords, current_sha, _revision(files))
+        for e in decisions.get("entries") or []
     ]
     if not result["items"]:
         result["status"] = "empty"
