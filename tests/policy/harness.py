@@ -1,10 +1,12 @@
-"""Render authz.rego.j2 exactly as the role does and evaluate it with a real Rego engine (regopy).
+"""Render authz.rego.j2 exactly as the role does and evaluate it with real Rego engines (OPA, regopy).
 
 - :func:`render` renders the template with jinja2, the collection's own filter plugin and
   ansible-core's ``to_nice_json``/``comment`` filters, from the role defaults plus overrides,
   with the environment settings of Ansible's template action (test_render_playbook.py proves
   byte-equality with the real ``playbooks/render_policy.yml``).
-- :class:`Policy` compiles one rendering ONCE and evaluates many inputs against it.
+- :class:`Policy` compiles one rendering ONCE with regopy and evaluates many inputs against it;
+  :func:`compiled` gives the v1 rendering on OPA's own engine and regopy at once
+  (tests/policy/engines.py: the two must agree), the v0 rendering on regopy.
 - :func:`decision` builds the input document with the input builder of the opa-docker-authz
   test double (tests/opa_docker_authz_double/opa_input.py, v0.10's makeInput) first.
 """
@@ -23,6 +25,7 @@ from ansible.plugins.filter.core import FilterModule as CoreFilters
 
 from ansible_collections.hardening.docker_authz.plugins.filter.policy import FilterModule as PolicyFilters
 from tests.opa_docker_authz_double.opa_input import build_input, make_authz_request
+from tests.policy.engines import BothEngines, OpaPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "opa_authz"
@@ -89,8 +92,10 @@ def deny_members(node_json: Any) -> set[str]:
 
 
 class Policy:
-    """One rendered policy, compiled ONCE by regopy into a bundle, evaluated for many inputs."""
+    """One rendered policy, compiled ONCE by regopy into a bundle, evaluated for many inputs.
+    (tests/policy/engines.py has the same on OPA's own engine, and both at once.)"""
 
+    engine_name = "regopy"
     QUERY = "allow := data.docker.authz.allow; deny := data.docker.authz.deny"
 
     def __init__(self, text: str) -> None:
@@ -123,11 +128,29 @@ class Policy:
         return json.loads(out.binding("x").json())
 
 
+ENGINES = ("both", "opa", "regopy")
+
+
+def make_policy(text: str, dialect: str = "v1", engine: str = "both") -> Policy | OpaPolicy | BothEngines:
+    """A compiled policy on ``engine``: ``both`` (OPA and regopy, which must agree; OPA's answer),
+    ``opa`` or ``regopy``. The v0 dialect is regopy's alone: OPA 1.x parses Rego v1 only."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r} (expected one of {ENGINES})")
+    if dialect == "v0" or engine == "regopy":
+        if engine == "opa":
+            raise ValueError("OPA 1.x cannot evaluate the v0 dialect")
+        return Policy(text)
+    if engine == "opa":
+        return OpaPolicy(text)
+    return BothEngines(OpaPolicy(text), Policy(text))
+
+
 @functools.cache
-def compiled(dialect: str = "v1", **overrides: Any) -> Policy:
-    """A cached compiled policy (overrides must be hashable: pass tuples for lists)."""
+def compiled(dialect: str = "v1", engine: str = "both", **overrides: Any) -> Policy | OpaPolicy | BothEngines:
+    """A cached compiled policy (overrides must be hashable: pass tuples for lists). The v1
+    rendering is evaluated by OPA and regopy at once (see :func:`make_policy`)."""
     plain = {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()}
-    return Policy(render(dialect, **plain))
+    return make_policy(render(dialect, **plain), dialect, engine)
 
 
 def request(

@@ -1,4 +1,7 @@
-"""The rendered policy on every captured request (tests/policy/corpus), both dialects.
+"""The rendered policy on every captured request (tests/policy/corpus), both dialects, and
+for v1 both engines: OPA's own (the plugin's engine) and regopy must agree on every request
+(tests/policy/engines.py; where they differ OPA is right). v0 runs on regopy alone (OPA 1.x
+parses v1 only). Each rendering is compiled once per engine and cached.
 
 For each scenario (see tests/policy/corpus/README.md):
 - ``compliant``: under each listed profile (default parameters) every request is allowed;
@@ -24,6 +27,7 @@ import pytest
 
 from module_utils.policy import RULES
 from tests.opa_docker_authz_double.opa_input import InputError, build_input, skips_evaluation
+from tests.policy.engines import BothEngines, OpaPolicy
 from tests.policy.harness import Policy, compiled, render
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -40,6 +44,11 @@ KNOWN_LIMITS = {
     "service-create-network-host.cli-20.10": "docker_authz_deny_host_namespaces",
     "service-create-network-host.cli-28": "docker_authz_deny_host_namespaces",
 }
+
+
+def test_v1_runs_on_both_engines_and_v0_on_regopy():
+    assert isinstance(compiled("v1"), BothEngines) and isinstance(compiled("v0"), Policy)
+    assert compiled("v1", "opa").engine_name == "opa" and compiled("v1", "regopy").engine_name == "regopy"
 
 
 def test_the_corpus_is_there():
@@ -59,7 +68,11 @@ def _fs_root(scenario: dict[str, Any], tmp_path: Path) -> str:
 
 
 def outcomes(
-    policy: Policy, scenario: dict[str, Any], fs_root: str = "/", *, refused: bool = True
+    policy: Policy | OpaPolicy | BothEngines,
+    scenario: dict[str, Any],
+    fs_root: str = "/",
+    *,
+    refused: bool = True,
 ) -> list[tuple[bool, set[str]]]:
     """(allow, deny) of every request the policy evaluates (``refused=False``: without the
     requests the plugin itself refuses)."""
@@ -98,7 +111,7 @@ RULE_CASES = [(s, var) for s in SCENARIOS for var in s["rules"]]
 RULE_CASE_IDS = [f"{s['id']}-{RULE_ID[v]}" for s, v in RULE_CASES]
 
 
-def only_rule_on(dialect: str, var: str) -> Policy:
+def only_rule_on(dialect: str, var: str) -> Policy | OpaPolicy | BothEngines:
     if var == "docker_authz_trusted_registries":
         return compiled(dialect, profile="restricted", trusted_registries=("127.0.0.1:5000",), **ALL_OFF)
     return compiled(dialect, profile="restricted", **{**ALL_OFF, var: True})
