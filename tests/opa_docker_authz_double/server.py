@@ -650,7 +650,9 @@ class Activation:
     revisions: dict[str, str]
 
 
-def compile_bundles(bundles: Sequence[Bundle]) -> Activation:
+def compile_bundles(bundles: Sequence[Bundle], warm: Sequence[str] = ()) -> Activation:
+    """One engine for the active bundles, compiled now; the ``warm`` queries are prepared now
+    too (OPA prepares a decision's query once and reuses it until the next activation)."""
     opa = _opa()
     engine = opa.OpaEngine()
     try:
@@ -663,6 +665,9 @@ def compile_bundles(bundles: Sequence[Bundle]) -> Activation:
         if merged:
             engine.add_data(merged)
         engine.eval_query("true")  # compiles (OPA compiles at activation, not per request)
+        for query in warm:
+            with contextlib.suppress(opa.OpaError):  # an input-dependent eval error is no compile error
+                eval_query_value(engine, query, {})
     except opa.OpaError as e:
         engine.close()
         raise BundleError(opa_message(e)) from None
@@ -672,8 +677,14 @@ def compile_bundles(bundles: Sequence[Bundle]) -> Activation:
 class BundleManager:
     """Downloads/reads the configured bundles, verifies and compiles them, activates them."""
 
-    def __init__(self, config: OpaConfig, on_error: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: OpaConfig,
+        on_error: Callable[[str, str], None] | None = None,
+        warm: Sequence[str] = (),
+    ) -> None:
         self.config = config
+        self.warm = tuple(warm)
         self.current: dict[str, Bundle] = {}
         self.active: Activation | None = None
         self.lock = threading.Lock()
@@ -734,7 +745,7 @@ class BundleManager:
             candidate = dict(self.current)
             candidate[bc.name] = bundle
             if len(candidate) == len(self.config.bundles):
-                activation = compile_bundles([candidate[b.name] for b in self.config.bundles])
+                activation = compile_bundles([candidate[b.name] for b in self.config.bundles], self.warm)
                 old, self.active = self.active, activation
                 if old is not None:
                     old.engine.close()
@@ -1065,7 +1076,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             go_log(str(e))
             return 1
         debug = os.environ.get("OPA_DOUBLE_DEBUG") == "1"
-        bundles = BundleManager(config, on_error=(lambda n, m: go_log(f"bundle {n}: {m}")) if debug else None)
+        allow = opts.allow_path
+        if not allow.startswith("data"):
+            allow = "data" + allow.replace("/", ".")
+        log_error = (lambda n, m: go_log(f"bundle {n}: {m}")) if debug else None
+        bundles = BundleManager(config, on_error=log_error, warm=[allow])
         bundles.start()
         # sdk.New returns once every plugin is ready: until then the socket is not served.
         while not bundles.ready.wait(0.5):
