@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ALIAS, PLAYBOOKS, POLICY
+from tests.e2e.conftest import ALIAS, BUSYBOX, DENIED, PLAYBOOKS, POLICY
 from tests.lib import dind
 from tests.lib.ansible_run import run_playbook
 
@@ -36,6 +36,10 @@ def test_report_describes_every_host(
             args=["--limit", hardened.name],
         )
         assert harden.returncode == 0, harden.stdout[-3000:]
+        denied = hardened.docker(
+            "run", "--rm", "--privileged", "--name", "report-priv", BUSYBOX, "true", check=False
+        )
+        assert DENIED in denied.stderr, denied.stderr
         down.stop_dockerd()
         # a fourth inventory host that does not answer SSH
         doc = json.loads(inventory.read_text())
@@ -92,6 +96,14 @@ def test_report_describes_every_host(
             "CVE-2024-41110" in w for w in row["warnings"]
         )
 
+        # the denied run, counted under its rule; harden's and the report's own probes are not
+        den = row["denials"]
+        assert den["denied"] == 1 and [r["rule"] for r in den["by_rule"]] == ["privileged"]
+        assert den["recent"][0]["request"]["container"] == "report-priv"
+        assert report["denials"]["denied"] == 1 and report["denials"]["hosts"] == 1
+        assert report["denials"]["top_offenders"][0]["host"] == hardened.name
+        assert rows[plain.name]["denials"] is None and rows[down.name]["denials"] is None
+
         assert rows[plain.name]["status"] == "not-hardened"
         assert "not installed" in rows[plain.name]["reason"]
         assert rows[down.name]["status"] == "no-docker"
@@ -102,6 +114,7 @@ def test_report_describes_every_host(
         assert order == ["hardening-test-ghost", down.name, plain.name, hardened.name]
         page = (out / "report.html").read_text()
         assert re.findall(r'<tr class="[\w-]+" id="host-([\w-]+)"', page) == order
+        assert page.index('id="denials-rules"') < page.index('id="d-')
         assert "<script" not in page and "http" not in page.split("<body>")[1], (
             "a static, self-contained page"
         )
