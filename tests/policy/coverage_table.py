@@ -333,8 +333,9 @@ def render() -> str:
         lines.append(f"| {item} | {_cell('; '.join(dict.fromkeys(cis[item])))} |")
     lines += [
         "",
-        "Not judged by design: 5.7 (sshd in containers: content), 5.15 (restart policy), 5.19 (ulimits),"
-        " 5.27 (health checks), 5.28 (latest images), 5.30 (docker0): advisory, they grant nothing.",
+        "In no row: 5.7 (sshd in containers: image content), 5.28 (latest images: content), 5.30 (the"
+        " default bridge docker0: NetworkMode default or bridge, a choice that grants nothing of the host)."
+        " 5.15, 5.19 and 5.27 are advisory and grant nothing (no_rule rows above).",
         "",
         "## Always-on checks",
         "",
