@@ -82,6 +82,12 @@ def render(dialect: str = "v1", **overrides: Any) -> str:
     return _template().render(ansible_managed=ANSIBLE_MANAGED, **values)
 
 
+def bundle_files(**overrides: Any) -> dict[str, str]:
+    """The bundle-mode files for these variables ({path in the bundle: content}, Rego v1), from
+    the same filter the role calls (``hardening.docker_authz.policy_bundle``)."""
+    return PolicyFilters().filters()["policy_bundle"](variables(**overrides))
+
+
 def deny_members(node_json: Any) -> set[str]:
     """deny as a Python set. regopy returns a v0 partial set (``deny[msg] { }``) as an object of
     ``msg: true`` (OPA returns a set); both mean the same members."""
