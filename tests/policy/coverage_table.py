@@ -126,10 +126,15 @@ def missing() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- names
-def rule_ids() -> set[str]:
+def rule_table() -> dict[str, tuple[str, bool | None, bool | None]]:
+    """Rule id -> (role variable, on in baseline, on in restricted); trusted_registries is a list."""
     from module_utils.policy import RULES
 
-    return {*RULES, "trusted_registries"}
+    return {**RULES, "trusted_registries": ("docker_authz_trusted_registries", None, None)}
+
+
+def rule_ids() -> set[str]:
+    return set(rule_table())
 
 
 @cache
@@ -344,6 +349,20 @@ def render() -> str:
     ]
     for name, text in (data().get("checks") or {}).items():
         lines.append(f"| `{name}` | {_cell(text)} |")
+    lines += [
+        "",
+        "## Rules",
+        "",
+        "| rule (reason prefix) | variable | baseline | restricted | fields judged |",
+        "|---|---|---|---|---|",
+    ]
+    judged: Counter[str] = Counter()
+    for (_endpoint, name), covering in coverage().items():
+        if name != ENDPOINT:
+            judged.update({r for row in covering if row.verdict == "rule" for r in row.rules})
+    for rule, (variable, baseline, strict) in rule_table().items():
+        on = {True: "on", False: "off", None: "off (on when the list is set)"}
+        lines.append(f"| `{rule}` | `{variable}` | {on[baseline]} | {on[strict]} | {judged.get(rule, 0)} |")
     lines += [
         "",
         "## The table",
