@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 MODULES := $(basename $(notdir $(wildcard collection/plugins/modules/*.py)))
 PYTEST_ARGS ?=
 
-.PHONY: help setup env demo test lint pytest build molecule molecule-vm clean bench-policy bench-fleet
+.PHONY: help setup env demo test lint pytest build molecule molecule-vm clean bench-policy bench-fleet ee
 
 help:
 	@echo "make demo   - harden a disposable Docker host with the embedded defaults and show the result"
@@ -18,6 +18,7 @@ help:
 	@echo "make molecule - the molecule scenario default (Docker-in-Docker hosts over SSH)"
 	@echo "make molecule-vm - the molecule scenario vm (QEMU Debian VMs: systemd, journald, AppArmor, reboot)"
 	@echo "make build  - build the collection tarball into dist/"
+	@echo "make ee     - build the AWX execution environment image (EE_TAG=registry/name:tag to tag it for a push)"
 	@echo "make env    - start the real dockerd and the local registry the tests use"
 
 setup:
@@ -66,3 +67,9 @@ bench-policy: setup
 # Benchmark (not a test): harden.yml wall time and tasks per host on 1, 4 and 8 DinD hosts.
 bench-fleet: env
 	python -m tests.bench.bench_fleet $(BENCH_ARGS)
+
+# The execution environment for AWX / Automation Controller (execution-environment.yml, docs/awx.md):
+# local/hardening-ee:<key> and :latest, built offline from local images (tests/images/ee.py).
+# EE_TAG=registry.example/hardening-ee:0.1.0 tags it too; EE_BASE_IMAGE=REF uses your base image.
+ee: env
+	python -m tests.images.ee $(if $(EE_TAG),--tag $(EE_TAG)) $(if $(EE_BASE_IMAGE),--base-image $(EE_BASE_IMAGE))
