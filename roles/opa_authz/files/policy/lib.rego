@@ -26,7 +26,14 @@ allow if {
 # A rule is on when its file is part of the policy (the role ships only those). In a bundle the
 # configuration is a data file: a bundle without it denies everything rather than guess.
 deny contains "policy: the configuration data.docker.authz.config is missing (the bundle's docker/authz/data.json)" if {
-	not is_object(config.rules)
+	not configured
+}
+
+# OPA evaluates the arguments of a call before a `not` (`not is_string(input.X)` is undefined,
+# not true, when input.X is absent), so every negated test here is a rule or a call on bound
+# values.
+configured if {
+	is_object(config.rules)
 }
 
 exempt_user if {
@@ -39,11 +46,15 @@ exempt_user if {
 # The request: method, path (with or without /vX.Y), endpoint.
 # ------------------------------------------------------------------------------------------
 deny contains "input: the input has no Method; this policy expects the input opa-docker-authz builds" if {
-	not is_string(input.Method)
+	not has_method
+}
+
+has_method if {
+	is_string(input.Method)
 }
 
 deny contains "input: the input has neither PathPlain nor Path; this policy expects the input opa-docker-authz builds" if {
-	not is_string(path_plain)
+	not path_plain
 }
 
 # The decoded path without the query. opa-docker-authz sends PathPlain; the oldest plugin
@@ -53,8 +64,12 @@ path_plain := p if {
 	is_string(p)
 }
 
+has_path_plain if {
+	is_string(input.PathPlain)
+}
+
 path_plain := p if {
-	not is_string(input.PathPlain)
+	not has_path_plain
 	is_string(input.Path)
 	halves := split(input.Path, "?")
 	p := urlquery.decode(halves[0])
@@ -211,14 +226,18 @@ deny contains msg if {
 
 # Query parameters (exact names, as the daemon reads them). Old plugins send no Query: it is
 # parsed from the raw Path then.
-query_values(name) := values if {
+has_query if {
 	is_object(input.Query)
+}
+
+query_values(name) := values if {
+	has_query
 	values := input.Query[name]
 	is_array(values)
 }
 
 query_values(name) := values if {
-	not is_object(input.Query)
+	not has_query
 	is_string(input.Path)
 	halves := split(input.Path, "?")
 	count(halves) > 1
@@ -234,6 +253,14 @@ body_endpoints := {
 	"service_create": true, "service_update": true, "volume_create": true,
 }
 
+body_visible if {
+	is_object(input.Body)
+}
+
+authenticating if {
+	op == "auth"
+}
+
 content_types := types if {
 	headers := input.Headers
 	types := {lower(value) | value := headers[name]; lower(name) == "content-type"; is_string(value)}
@@ -243,7 +270,7 @@ content_types := types if {
 # "application/json; charset=utf-8" the daemon still acts on a body the policy never sees.
 deny contains msg if {
 	body_endpoints[op]
-	not is_object(input.Body)
+	not body_visible
 	msg := concat("", ["body: the ", op, " request's body is not visible to the policy (send Content-Type exactly application/json)"])
 }
 
@@ -252,8 +279,8 @@ deny contains msg if {
 # never forwards the body of /auth (registry credentials), so login stays allowed.
 deny contains msg if {
 	not reading
-	not is_object(input.Body)
-	not op == "auth"
+	not body_visible
+	not authenticating
 	types := content_types
 	ctype := types[_]
 	contains(ctype, "json")
@@ -341,7 +368,11 @@ field_string(path) := value if {
 }
 
 field_string(path) := "" if {
-	not is_string(field(path))
+	not field_is_string(path)
+}
+
+field_is_string(path) if {
+	is_string(field(path))
 }
 
 # Create bodies: the daemon (ContainerConfigWrapper) also decodes HostConfig fields sent at

@@ -16,7 +16,7 @@ deny contains "no_new_privileges: containers must run with --security-opt no-new
 # service cannot ask for it, so its tasks would run without it: denied.
 deny contains "no_new_privileges: services must set Privileges.NoNewPrivileges (API 1.46 and later; older engines cannot)" if {
 	service_spec
-	not field(service_path(["privileges", "nonewprivileges"])) == true
+	not service_no_new_privileges_set
 }
 
 nnp_settings := settings if {
@@ -46,4 +46,8 @@ no_new_privileges_set if {
 	settings := nnp_settings
 	last := count(settings) - 1
 	settings[last] == true
+}
+
+service_no_new_privileges_set if {
+	field(service_path(["privileges", "nonewprivileges"])) == true
 }

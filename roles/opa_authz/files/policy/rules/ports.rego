@@ -78,7 +78,11 @@ service_published_port(i) := port if {
 }
 
 service_published_port(i) := 0 if {
-	not is_number(field(["endpointspec", "ports", i, "publishedport"]))
+	not service_port_number(i)
+}
+
+service_port_number(i) if {
+	is_number(field(["endpointspec", "ports", i, "publishedport"]))
 }
 
 service_port_span(port) := [30000, 32767] if {

@@ -8,10 +8,18 @@ import rego.v1
 # ------------------------------------------------------------------------------------------
 deny contains "readonly_rootfs: containers must use a read-only root filesystem (--read-only)" if {
 	creating
-	not hc("readonlyrootfs") == true
+	not readonly_rootfs_set
 }
 
 deny contains "readonly_rootfs: services must use a read-only root filesystem (--read-only)" if {
 	service_spec
-	not field(service_path(["readonly"])) == true
+	not service_readonly_set
+}
+
+readonly_rootfs_set if {
+	hc("readonlyrootfs") == true
+}
+
+service_readonly_set if {
+	field(service_path(["readonly"])) == true
 }

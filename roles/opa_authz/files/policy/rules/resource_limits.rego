@@ -92,7 +92,7 @@ deny contains msg if {
 # docker update: -1 (or PidsLimit 0) removes a limit.
 deny contains "resource_limits: docker update must not remove the memory limit" if {
 	updating
-	config.required_limits.memory
+	required_limit("memory")
 	memory_removed
 }
 
@@ -108,7 +108,7 @@ memory_removed if {
 
 deny contains "resource_limits: docker update must not remove the cpu limit" if {
 	updating
-	config.required_limits.cpu
+	required_limit("cpu")
 	names := ["nanocpus", "cpuquota"]
 	name := names[_]
 	value := field([name])
@@ -118,7 +118,7 @@ deny contains "resource_limits: docker update must not remove the cpu limit" if 
 
 deny contains "resource_limits: docker update must not remove the pids limit" if {
 	updating
-	config.required_limits.pids
+	required_limit("pids")
 	value := field(["pidslimit"])
 	is_number(value)
 	value <= 0
@@ -180,4 +180,10 @@ deny contains msg if {
 	value := values[_]
 	value > config.max_nano_cpus
 	msg := concat("", ["resource_limits: a CPU limit of ", format_int(value, 10), " nano-CPUs is above the ceiling of ", format_int(config.max_nano_cpus, 10)])
+}
+
+# A lookup with a variable key: OPA type-checks config.required_limits.cpu against the config
+# constant and refuses to compile it when cpu is not required.
+required_limit(name) if {
+	config.required_limits[name]
 }
