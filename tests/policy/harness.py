@@ -109,6 +109,9 @@ class Policy:
         self.rego = regopy.Interpreter()
         self.rego.add_module("authz.rego", text)
         self.bundle = self.rego.build(self.QUERY, [])
+        if not self.bundle.ok():
+            # (printing a failed regopy output can crash the interpreter: say it here instead)
+            raise AssertionError("regopy cannot compile this rendering: its errors are printed on stdout")
 
     def evaluate(self, input_doc: dict[str, Any]) -> tuple[bool, set[str]]:
         run = regopy.Interpreter()
