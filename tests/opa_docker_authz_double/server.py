@@ -280,6 +280,9 @@ def check_policy(path: str) -> tuple[int, str]:
         engine.eval_query("true")  # compiles every module
     except opa.OpaError as e:
         text = opa_message(e)
+        if e.code == "parse_error":  # loader.AllRegos fails: its error is printed whole
+            return 1, text + "\n"
+        # the compiler's errors, one per line (fmt.Fprintln of each)
         first, _, rest = text.partition("\n")
         if first.endswith("errors occurred:"):
             lines = rest.split("\n")

@@ -105,7 +105,13 @@ def test_check_compiles_and_exits(tmp_path, capsys):
     bad.write_text("package docker.authz\n\nallow { true }\n")
     assert server.main(["-check", "-policy-file", str(good)]) == 0
     assert server.main(["-check", "-policy-file", str(bad)]) == 1
-    assert f"{bad}:3: rego_parse_error: `if` keyword is required before rule body" in capsys.readouterr().err
+    # a parse error is the loader's error, printed whole; compile errors one per line
+    assert capsys.readouterr().err == (
+        f"1 error occurred: {bad}:3: rego_parse_error: `if` keyword is required before rule body\n"
+    )
+    bad.write_text("package docker.authz\n\nallow if { x := 1; x := 2 }\n")
+    assert server.main(["-check", "-policy-file", str(bad)]) == 1
+    assert capsys.readouterr().err == f"{bad}:3: rego_compile_error: var x assigned above\n"
     assert server.main(["-check", "-policy-file", str(tmp_path / "missing.rego")]) == 1
     assert "no such file or directory" in capsys.readouterr().err
 
