@@ -569,3 +569,94 @@ def test_report_groups_denials_by_rule_and_image(policy_file_log: str) -> None:
     assert "http" not in page.split("<body>")[1] and SECRET not in page
     evil = [dict(items[0], request={**items[0]["request"], "image": "<script>x</script>"})]
     assert "<script>x" not in R.render_html(R.build_report({"h": {"facts": {"docker": {}}, "denials": evil}}))
+
+
+# --------------------------------------------------------------------------- the module itself
+
+
+def _module(tmp_path: Path, **args: Any) -> dict[str, Any]:
+    """Run collection/plugins/modules/authz_decisions.py as Ansible runs a module (args file)."""
+    import subprocess
+    import sys
+
+    args_file = tmp_path / f"args-{len(list(tmp_path.glob('args-*')))}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_check_mode": True, **args}}))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "collection/plugins/modules/authz_decisions.py"), str(args_file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    return json.loads(proc.stdout)
+
+
+def test_the_module_on_a_log_file(tmp_path: Path, policy_file_log: str, restricted_policy: Path) -> None:
+    log = tmp_path / "dockerd.log"
+    log.write_text("\n".join(daemon_lines(policy_file_log)) + "\n")
+    before = log.read_bytes()
+    res = _module(
+        tmp_path,
+        log_path=str(log),
+        policy_path=str(restricted_policy),
+        last=3,
+        sensitive_env_keywords=["dbpass"],
+    )
+    assert res["changed"] is False and res["source"] == "file" and res["sources"] == [str(log)]
+    assert [e["request"]["container"] for e in res["entries"]] == ["leaky", "mounty", "tls"]
+    assert (
+        res["counts"]["denied"] == 5
+        and res["probes_skipped"] == 1
+        and res["kinds"] == ["denied", "error", "fail_open"]
+    )
+    assert (
+        res["policy"]["kind"] == "file"
+        and res["policy"]["files"]["authz.rego"] == restricted_policy.read_text()
+    )
+    assert SECRET not in json.dumps(res) and log.read_bytes() == before
+    # allowed decisions only when the policy defines audit
+    assert (
+        _module(
+            tmp_path,
+            log_path=str(log),
+            policy_path=str(restricted_policy),
+            kinds=["allowed"],
+            allowed_if_audit=True,
+        )["entries"]
+        == []
+    )
+    assert (
+        len(
+            _module(tmp_path, log_path=str(log), policy_path=str(restricted_policy), kinds=["allowed"])[
+                "entries"
+            ]
+        )
+        == 1
+    )
+    empty = _module(tmp_path, log_path=str(log), since="@4102444800")
+    assert empty["entries"] == [] and empty["message"].startswith(
+        "no denied/error/fail_open decision in the log since 2100-01-01"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"since": "yesterday"}, "since: 'yesterday' is not a time. Give an ISO 8601 time"),
+        ({"since": "1h", "until": "2h"}, ") is after until ("),
+        (
+            {"kinds": ["denied", "maybe"]},
+            "kinds: unknown kind(s) maybe. Use a subset of denied, allowed, error, fail_open",
+        ),
+        ({"max_entries": 0}, "max_entries: 0 is not allowed. Give a positive number"),
+        ({"last": -1}, "last: -1 is not allowed. Give a positive number (0 for all)"),
+        (
+            {"log_path": "/nonexistent/docker.log"},
+            "log_path: /nonexistent/docker.log does not exist. Name dockerd's log file",
+        ),
+    ],
+)
+def test_the_module_refuses_bad_options(tmp_path: Path, args: dict[str, Any], message: str) -> None:
+    res = _module(tmp_path, **args)
+    assert res.get("failed") is True and message in res["msg"], res
