@@ -377,7 +377,7 @@ def explain_host(
     return result
 
 
-def explain_fleet(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def explain_fleet(hosts: Mapping[str, Mapping[str, Any]], keep_allowed: bool = True) -> dict[str, Any]:
     """{host: {decisions, policy, status?, message?}} -> the explain document (JSON file)."""
     cache: dict[str, PolicyEvaluator] = {}
     out = []
@@ -397,6 +397,11 @@ def explain_fleet(hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                 )
                 continue
             res = explain_host(name, entry.get("decisions"), entry.get("policy"), cache)
+            if not keep_allowed:  # allowed decisions were collected for the audit rules' would-be denials
+                res["items"] = [i for i in res["items"] if i["status"] != "allowed"]
+                if not res["items"] and res["status"] == "ok":
+                    res["status"] = "empty"
+                    res["message"] = res["message"] or "no denied request in the window"
             if entry.get("message") and not res["message"]:
                 res["message"] = entry["message"]
             out.append(res)

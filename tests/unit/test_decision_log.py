@@ -485,6 +485,15 @@ def test_would_be_denials_fit_in(policy_file_log: str) -> None:
     fine = next(i for i in doc["hosts"][0]["items"] if i["request"]["container"] == "fine")
     assert fine["status"] == "would_be_denied" and [a["rule"] for a in fine["audit"]] == ["resource_limits"]
     assert doc["would_be_denied"] == 1 and doc["denied"] == 5
+    # explain.yml keeps the would-be denials and drops the plain allowed decisions
+    plain = X.explain_fleet(
+        {"h": {"decisions": found, "policy": {"files": {"authz.rego": render("v1")}}}}, keep_allowed=False
+    )
+    assert "allowed" not in {i["status"] for i in plain["hosts"][0]["items"]}
+    kept = X.explain_fleet(
+        {"h": {"decisions": found, "policy": {"files": {"authz.rego": text}}}}, keep_allowed=False
+    )
+    assert [i["status"] for i in kept["hosts"][0]["items"]].count("would_be_denied") == 1
     summary = R.denial_summary(doc["hosts"][0]["items"])
     assert summary["denied"] == 5 and summary["would_be_denied"] == 1
     by_rule = {r["rule"]: r for r in summary["by_rule"]}

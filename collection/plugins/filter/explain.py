@@ -78,17 +78,21 @@ def host_input(
     return {"decisions": decisions, "policy": decisions.get("policy"), "message": "; ".join(notes)}
 
 
-def explain_decisions(hostvars: Mapping[str, Any], hosts: list[str]) -> dict[str, Any]:
+def explain_decisions(
+    hostvars: Mapping[str, Any], hosts: list[str], keep_allowed: bool = False
+) -> dict[str, Any]:
+    """``keep_allowed``: list allowed decisions that no audit rule flags too (else only would-be denials)."""
     if not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError(f"explain_decisions expects the list of hosts, got {type(hosts).__name__}")
     try:
         # Hosts the playbook did not try (left out by --limit) have nothing registered: not listed.
         return explain_fleet(
-            {
+            keep_allowed=keep_allowed,
+            hosts={
                 str(h): host_input(hostvars.get(h))
                 for h in hosts
                 if hostvars.get(h) is not None and hostvars.get(h).get(FACTS_VAR) is not None
-            }
+            },
         )
     except ExplainError as exc:
         raise AnsibleFilterError(str(exc)) from None
