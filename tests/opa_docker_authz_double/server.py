@@ -473,7 +473,9 @@ def _canonical(value: Any) -> str:
 
 
 def _file_hash(name: str, raw: bytes) -> str:
-    if name.endswith(".json") or os.path.basename(name) == ".manifest":
+    """OPA's VerifyBundleFile: structured documents (IsStructuredDoc: data.json, data.yaml,
+    .manifest, .signatures.json) are hashed over their canonical JSON, other files as bytes."""
+    if os.path.basename(name) in ("data.json", ".manifest", ".signatures.json"):
         value = json.loads(raw, parse_float=_Num, parse_int=_Num)
         return hashlib.sha256(_canonical(value).encode()).hexdigest()
     if os.path.basename(name) in ("data.yaml", "data.yml"):
