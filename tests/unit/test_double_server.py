@@ -665,3 +665,26 @@ def test_a_remote_bundle_blocks_start_until_it_loads(tmp_path, bundle_server):
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+def test_the_roles_bundle_loads_and_enforces_in_config_file_mode(tmp_path, capsys):
+    """The bundle the role ships (policy_bundle filter: .manifest, data.json, lib.rego, rules/)
+    as a file:/// directory bundle: compiled once, a privileged create denied, docker ps allowed."""
+    from tests.policy.harness import bundle_files
+
+    root = tmp_path / "bundle"
+    for rel, text in bundle_files(profile="restricted").items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    manifest = json.loads((root / ".manifest").read_text())
+    p = config_plugin(
+        tmp_path, {"bundles": {"authz": {"resource": f"file://{root}"}}, "decision_logs": {"console": True}}
+    )
+    assert p.authz_req(req(method="GET", uri="/v1.41/containers/json")) == {"Allow": True}
+    assert (
+        p.authz_req(req(body={"Image": "busybox", "HostConfig": {"Privileged": True}}))["Msg"]
+        == server.DENY_MSG
+    )
+    logs = console_lines(capsys.readouterr().err)
+    assert [d["result"] for d in logs] == [True, False]
+    assert logs[0]["bundles"] == {"authz": {"revision": manifest["revision"]}}
