@@ -94,7 +94,7 @@ def ee_lock() -> Iterator[None]:
 
 
 def base_image(force: bool = False) -> Built:
-    """local/ee-base:<key>: Debian 12 minbase + python3, python3-pip, python3-venv, openssh-client."""
+    """local/ee-base:<key>: Debian 12 minbase + EE_BASE_PACKAGES, made in a chroot (no pull)."""
     start = time.monotonic()
     key = sha(images.base_key(), repr(sorted(EE_BASE_RECIPE.items())))
     ref = f"{BASE_IMAGE}:{key}"
@@ -283,9 +283,10 @@ def ansible_builder(ee_file: Path, tag: str, base: str, context: Path) -> None:
         "docker",
         "--build-arg",
         f"EE_BASE_IMAGE={base}",
-        # No network inside the build: everything comes from the staged wheels and tarball.
+        # No network inside the build (everything comes from the staged wheels and tarball); a
+        # failed step leaves no container behind.
         "--extra-build-cli-args",
-        "--network none",
+        "--network none --force-rm",
         "-v",
         "3",
     ]
@@ -310,8 +311,14 @@ def build_ee(
             base_ref = base_image().ref
     else:
         base_ref = base
+    base_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", base_ref], check=False).strip()
+    if not base_id:
+        raise BuildError(
+            f"base image {base_ref} is not on this machine's dockerd (the build pulls nothing): "
+            "pull or build it first, or leave --base-image out to use local/ee-base"
+        )
     with ee_lock():
-        key = inputs_key(text, base_ref if base else base_ref.rsplit(":", 1)[1])
+        key = inputs_key(text, base_id)
         ref = f"{repo}:{key}"
         if images.image_exists(ref) and not force:
             if tag:
