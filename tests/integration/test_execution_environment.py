@@ -128,6 +128,43 @@ def test_ansible_builder_reads_the_collections_python_requirements(tmp_path: Pat
     assert f"libatomic1 [platform:dpkg]{origin}" in found["system"], found
 
 
+def test_survey_example_matches_the_argument_spec() -> None:
+    """docs/awx.md's survey spec names real variables with choices the role accepts."""
+    text = (ROOT / "docs" / "awx.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
+    (survey,) = [b for b in blocks if "spec" in b]
+    specs = yaml.safe_load((ROOT / "roles/opa_authz/meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    harden = (ROOT / "playbooks" / "harden.yml").read_text()
+    assert len(survey["spec"]) >= 5
+    for q in survey["spec"]:
+        var = q["variable"]
+        assert q["type"] in {
+            "text",
+            "textarea",
+            "password",
+            "integer",
+            "float",
+            "multiplechoice",
+            "multiselect",
+        }
+        if var not in options:
+            # Play-level variables (serial, max_fail_percentage) are read by harden.yml itself.
+            assert var in harden, f"{var}: neither in the argument spec nor read by harden.yml"
+            continue
+        spec = options[var]
+        if q["type"] == "multiplechoice":
+            choices = q["choices"].split("\n")
+            allowed = [str(c) for c in spec["choices"]] if "choices" in spec else None
+            if spec["type"] == "bool":
+                allowed = ["true", "false"]
+            assert allowed is not None and set(choices) <= set(allowed), (var, choices, allowed)
+            assert q["default"] in choices, (var, q["default"])
+            assert q["default"] == str(spec["default"]).lower(), (var, q["default"], spec["default"])
+        # A survey answers strings: lists and mappings belong in the template's extra vars.
+        assert spec["type"] not in ("list", "dict"), f"{var} ({spec['type']}) in a survey"
+
+
 # ------------------------------------------------------------------ the image
 
 
