@@ -818,6 +818,19 @@ def _rule_unmasked(t: _Table, r: str) -> None:
 
 
 def _rule_mounts(t: _Table, r: str) -> None:
+    # The local driver mounts type=proc in the host's namespaces: the host's /proc. Creating the
+    # volume mounts nothing yet (an authorized one is removed at once).
+    t.post(
+        "mount-volume-proc",
+        r,
+        "/volumes/create",
+        "volume local type=proc device=proc (the host's /proc when used)",
+        {
+            "Name": f"hardening-verify-probe-{secrets.token_hex(4)}",
+            "Driver": "local",
+            "DriverOpts": {"type": "proc", "device": "proc"},
+        },
+    )
     path = _pick_sensitive_path(t.settings)
     if path is None:
         return

@@ -312,6 +312,47 @@ def test_local_volume_options_that_mount_host_paths(dialect, profile):
         assert policy.decide(req)[0], opts
 
 
+KERNEL_FILESYSTEMS = (
+    "proc", "sysfs", "debugfs", "tracefs", "securityfs", "cgroup", "cgroup2", "bpf", "configfs",
+    "devtmpfs", "efivarfs", "binfmt_misc", "mqueue", "pstore", "Proc", "",
+)  # fmt: skip
+
+
+@matrix
+def test_local_volume_kernel_filesystem_types(dialect, profile):
+    """The local driver hands any type to mount(2) in the host's namespaces (the device of a
+    pseudo filesystem is ignored): type=proc is the host's /proc. Only disk, network, tmpfs and
+    overlay types are allowed, and any type with o=bind/rbind (the kernel ignores it then)."""
+    policy = compiled(dialect, profile=profile)
+    for kind in KERNEL_FILESYSTEMS:
+        opts = {"type": kind, "device": "x"}
+        req = write("POST", "/v1.41/volumes/create", {"Name": "v", "Driver": "local", "DriverOpts": opts})
+        assert denied(policy, req, "sensitive_mounts:"), kind
+        mount = {
+            "Type": "volume", "Source": "v", "Target": "/v",
+            "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": opts}},
+        }  # fmt: skip
+        assert denied(policy, create(host_config={"Mounts": [mount]}), "sensitive_mounts:"), kind
+        assert denied(policy, create(host_config={"mounts": [mount]}), "sensitive_mounts:"), kind
+        assert denied(policy, service({"Mounts": [mount]}), "sensitive_mounts:"), kind
+    good = [
+        {"type": "tmpfs", "device": "tmpfs", "o": "size=100m"},
+        {"type": "nfs", "o": "addr=192.0.2.1,rw", "device": ":/export"},
+        {"type": "cifs", "o": "addr=192.0.2.1", "device": "//192.0.2.1/share"},
+        {"type": "ext4", "device": "/srv/disk.img"},
+        {"type": "proc", "o": "bind", "device": "/srv/data"},  # a bind: the type is ignored
+        {"type": "sysfs", "o": "ro,rbind", "device": "/srv/data"},
+        {},
+    ]
+    for opts in good:
+        req = write("POST", "/v1.41/volumes/create", {"Name": "v", "Driver": "local", "DriverOpts": opts})
+        assert policy.decide(req)[0], opts
+    # "bind" is a flag only as a whole item of o (moby/sys/mount): "nobind" or "bind=1" is not
+    opts = {"type": "proc", "o": "nobind,bind=1", "device": "x"}
+    req = write("POST", "/v1.41/volumes/create", {"Name": "v", "Driver": "local", "DriverOpts": opts})
+    assert denied(policy, req, "sensitive_mounts:")
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_service_ports_without_published_port(dialect):
     """The CLI omits PublishedPort for `docker service create -p 80`: swarm picks 30000-32767,

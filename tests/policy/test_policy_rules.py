@@ -159,6 +159,7 @@ DENY: dict[str, list[dict]] = {
         ),
         volume({"type": "none", "o": "bind", "device": "/etc"}),
         volume({"type": "none", "o": "bind", "device": "/run/containerd/"}),
+        volume({"type": "proc", "device": "x"}),  # the host's /proc, whatever the device
         service({"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}),
     ],
     "devices": [

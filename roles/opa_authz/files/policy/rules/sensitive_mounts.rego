@@ -81,3 +81,60 @@ volume_option_paths(base) := paths if {
 }
 
 overlay_dir_options := {"lowerdir": true, "upperdir": true, "workdir": true}
+
+# Local-driver volume options whose "type" is a kernel filesystem: dockerd hands any type to
+# mount(2) in the host's namespaces (daemon/volume/local/local_unix.go checks only the option
+# names), so type=proc is the HOST's /proc, sysfs/debugfs/tracefs/securityfs/cgroup/bpf/... the
+# host's kernel interfaces, whatever "device" says. Allowed: the types below (mount(2) compares
+# the type exactly), and any type when "o" asks for a bind ("bind"/"rbind" exactly, as
+# moby/sys/mount reads it: the kernel then ignores the type and "device" is a host path, judged
+# above).
+deny contains msg if {
+	volume_option_bases[base]
+	kind := field(array.concat(base, ["type"]))
+	is_string(kind)
+	not volume_bind(base)
+	not local_volume_types[kind]
+	msg := concat("", ["sensitive_mounts: local volume type \"", kind, "\" is not allowed (a kernel filesystem type such as proc or sysfs mounts the host's own; allowed: none with o=bind, tmpfs, overlay, nfs, nfs4, cifs, smb3, ext2, ext3, ext4, xfs, btrfs, vfat, exfat)"])
+}
+
+local_volume_types := {
+	"none": true, "tmpfs": true, "overlay": true, "nfs": true, "nfs4": true, "cifs": true,
+	"smb3": true, "ext2": true, "ext3": true, "ext4": true, "xfs": true, "btrfs": true,
+	"vfat": true, "exfat": true,
+}
+
+volume_bind(base) if {
+	options := field(array.concat(base, ["o"]))
+	is_string(options)
+	item := split(options, ",")[_]
+	flag := volume_bind_flags[_]
+	item == flag
+}
+
+# (A list compared with ==: a set or object looked up with an item of split() crashes regopy.)
+volume_bind_flags := ["bind", "rbind"]
+
+# The driver options of every volume a request makes: POST /volumes/create's DriverOpts, and
+# the DriverConfig.Options of Mounts of type volume (create, both HostConfig places; services).
+volume_option_bases contains base if {
+	op == "volume_create"
+	base := ["driveropts"]
+}
+
+volume_option_bases contains base if {
+	creating
+	prefix := hc_prefixes[_]
+	mounts := field(array.concat(prefix, ["mounts"]))
+	is_array(mounts)
+	mounts[i]
+	base := array.concat(prefix, ["mounts", i, "volumeoptions", "driverconfig", "options"])
+}
+
+volume_option_bases contains base if {
+	service_spec
+	mounts := field(service_path(["mounts"]))
+	is_array(mounts)
+	mounts[i]
+	base := service_path(["mounts", i, "volumeoptions", "driverconfig", "options"])
+}
