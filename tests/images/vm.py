@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -187,7 +188,7 @@ def build_image(suite: str = DEFAULT_SUITE, force: bool = False) -> VmImage:
     result = VmImage(suite, key, out / "disk.qcow2", out / "vmlinuz", out / "initrd.img", True, 0.0)
     if (out / "done").exists() and not force:
         return result
-    with images.build_lock():
+    with _vm_build_lock():
         if (out / "done").exists() and not force:
             return result
         _build(suite, out)
@@ -195,6 +196,19 @@ def build_image(suite: str = DEFAULT_SUITE, force: bool = False) -> VmImage:
         if old != out and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
     return VmImage(suite, key, result.disk, result.kernel, result.initrd, False, time.monotonic() - start)
+
+
+@contextlib.contextmanager
+def _vm_build_lock() -> Iterator[None]:
+    """VM image builds wait for each other, not for the container image builds (their own lock)."""
+    images.CACHE.mkdir(parents=True, exist_ok=True)
+    with open(images.CACHE / ".vm-lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another VM image build holds the lock; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _build(suite: str, out: Path) -> None:
