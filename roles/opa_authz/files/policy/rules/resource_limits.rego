@@ -1,147 +1,134 @@
-# Rule resource_limits of the hardening.docker_authz policy (docs/policy.md); uses lib.rego.
+# Rule resource_limits (docker_authz_require_resource_limits) of the hardening.docker_authz
+# policy (docs/policy.md); uses lib.rego. The limits in docker_authz_required_limits on create,
+# update and services, and the ceilings docker_authz_max_memory_bytes/max_nano_cpus (0 = none).
 package docker.authz
 
 import rego.v1
 import data.docker.authz.config
 
-# ------------------------------------------------------------------------------------------
-# resource_limits (docker_authz_require_resource_limits)
-# ------------------------------------------------------------------------------------------
-limit_flags := {"memory": "--memory", "cpu": "--cpus or --cpu-quota", "pids": "--pids-limit"}
-
 deny contains msg if {
 	creating
-	limits := config.required_limits
-	limits[limit]
+	config.required_limits[limit]
 	not limit_set(limit)
 	msg := concat("", ["resource_limits: containers must set a ", limit, " limit (", limit_flags[limit], ")"])
 }
 
-# Memory: the daemon takes the top-level Memory when HostConfig.Memory is 0.
+limit_flags := {"memory": "--memory", "cpu": "--cpus or --cpu-quota", "pids": "--pids-limit"}
+
+# The fields that carry a limit (create, update).
+limit_fields := {"memory": ["memory"], "cpu": ["nanocpus", "cpuquota"], "pids": ["pidslimit"]}
+
+# Memory: the daemon takes the top-level Memory when HostConfig.Memory is 0, so one place
+# positive and neither negative.
 limit_set(limit) if {
 	limit == "memory"
 	values := hc_any("memory")
-	positive := [v | v := values[_]; is_number(v); v > 0]
-	count(positive) > 0
-	negative := [v | v := values[_]; is_number(v); v < 0]
-	count(negative) == 0
+	count([v | v := values[_]; is_number(v); v > 0]) > 0
+	count([v | v := values[_]; is_number(v); v < 0]) == 0
 }
 
 limit_set(limit) if {
-	limit == "cpu"
-	value := hc("nanocpus")
-	is_number(value)
-	value > 0
-}
-
-limit_set(limit) if {
-	limit == "cpu"
-	value := hc("cpuquota")
-	is_number(value)
-	value > 0
-}
-
-limit_set(limit) if {
-	limit == "pids"
-	value := hc("pidslimit")
+	limit != "memory"
+	name := limit_fields[limit][_]
+	value := hc(name)
 	is_number(value)
 	value > 0
 }
 
 # Services: TaskTemplate.Resources.Limits (MemoryBytes, NanoCPUs, Pids).
-service_limit_fields := {"memory": "memorybytes", "cpu": "nanocpus", "pids": "pids"}
-
-service_limit_flags := {"memory": "--limit-memory", "cpu": "--limit-cpu", "pids": "--limit-pids"}
-
-service_limit(name) := value if {
-	value := field(["tasktemplate", "resources", "limits", name])
-}
-
 deny contains msg if {
 	service_spec
-	limits := config.required_limits
-	limits[limit]
+	config.required_limits[limit]
 	not service_limit_set(limit)
 	msg := concat("", ["resource_limits: services must set a ", limit, " limit (", service_limit_flags[limit], ")"])
 }
 
+service_limit_fields := {"memory": "memorybytes", "cpu": "nanocpus", "pids": "pids"}
+
+service_limit_flags := {"memory": "--limit-memory", "cpu": "--limit-cpu", "pids": "--limit-pids"}
+
 service_limit_set(limit) if {
-	value := service_limit(service_limit_fields[limit])
+	value := field(["tasktemplate", "resources", "limits", service_limit_fields[limit]])
 	is_number(value)
 	value > 0
 }
 
+# docker update: -1 (or PidsLimit 0, or MemorySwap -1) removes a limit.
 deny contains msg if {
-	service_spec
-	config.max_memory_bytes > 0
-	value := service_limit("memorybytes")
-	is_number(value)
-	value > config.max_memory_bytes
-	msg := concat("", ["resource_limits: a service memory limit of ", format_int(value, 10), " bytes is above the ceiling of ", format_int(config.max_memory_bytes, 10)])
-}
-
-deny contains msg if {
-	service_spec
-	config.max_nano_cpus > 0
-	value := service_limit("nanocpus")
-	is_number(value)
-	value > config.max_nano_cpus
-	msg := concat("", ["resource_limits: a service CPU limit of ", format_int(value, 10), " nano-CPUs is above the ceiling of ", format_int(config.max_nano_cpus, 10)])
-}
-
-# docker update: -1 (or PidsLimit 0) removes a limit.
-deny contains "resource_limits: docker update must not remove the memory limit" if {
 	updating
-	required_limit("memory")
-	memory_removed
+	config.required_limits[limit]
+	limit_removed(limit)
+	msg := concat("", ["resource_limits: docker update must not remove the ", limit, " limit"])
 }
 
-memory_removed if {
-	value := field(["memory"])
-	is_number(value)
-	value < 0
-}
-
-memory_removed if {
-	field(["memoryswap"]) == -1
-}
-
-deny contains "resource_limits: docker update must not remove the cpu limit" if {
-	updating
-	required_limit("cpu")
-	names := ["nanocpus", "cpuquota"]
-	name := names[_]
+limit_removed(limit) if {
+	name := limit_fields[limit][_]
 	value := field([name])
 	is_number(value)
 	value < 0
 }
 
-deny contains "resource_limits: docker update must not remove the pids limit" if {
-	updating
-	required_limit("pids")
-	value := field(["pidslimit"])
-	is_number(value)
-	value <= 0
+limit_removed(limit) if {
+	limit == "pids"
+	field(["pidslimit"]) == 0
 }
 
-# Ceilings (0 = none), for create and update.
-memory_values := values if {
+limit_removed(limit) if {
+	limit == "memory"
+	field(["memoryswap"]) == -1
+}
+
+# Ceilings, for create, update and services.
+deny contains msg if {
 	creating
 	values := hc_any("memory")
-}
-
-memory_values := values if {
-	updating
-	values := {value | value := field(["memory"])}
+	value := values[_]
+	msg := above_ceiling("memory", value, config.max_memory_bytes, " bytes")
 }
 
 deny contains msg if {
-	config.max_memory_bytes > 0
-	values := memory_values
-	value := values[_]
+	updating
+	value := field(["memory"])
+	msg := above_ceiling("memory", value, config.max_memory_bytes, " bytes")
+}
+
+deny contains msg if {
+	value := cpu_values[_]
+	msg := above_ceiling("CPU", value, config.max_nano_cpus, " nano-CPUs")
+}
+
+deny contains msg if {
+	service_spec
+	value := field(["tasktemplate", "resources", "limits", "memorybytes"])
+	msg := above_ceiling("service memory", value, config.max_memory_bytes, " bytes")
+}
+
+deny contains msg if {
+	service_spec
+	value := field(["tasktemplate", "resources", "limits", "nanocpus"])
+	msg := above_ceiling("service CPU", value, config.max_nano_cpus, " nano-CPUs")
+}
+
+above_ceiling(what, value, ceiling, unit) := msg if {
+	ceiling > 0
 	is_number(value)
-	value > config.max_memory_bytes
-	msg := concat("", ["resource_limits: a memory limit of ", format_int(value, 10), " bytes is above the ceiling of ", format_int(config.max_memory_bytes, 10)])
+	value > ceiling
+	msg := concat("", ["resource_limits: a ", what, " limit of ", format_int(value, 10), unit, " is above the ceiling of ", format_int(ceiling, 10)])
+}
+
+# The CPU limit in nano-CPUs: NanoCpus, or CpuQuota (µs) per CpuPeriod (default 100000 µs).
+cpu_values := values if {
+	nano := {value | value := cpu_source("nanocpus"); is_number(value)}
+	quota := {value | q := cpu_source("cpuquota"); is_number(q); q > 0; value := (q * 1000000000) / cpu_period}
+	values := nano | quota
+}
+
+default cpu_period := 100000
+
+cpu_period := period if {
+	period := cpu_source("cpuperiod")
+	is_number(period)
+	period > 0
 }
 
 cpu_source(name) := value if {
@@ -152,38 +139,4 @@ cpu_source(name) := value if {
 cpu_source(name) := value if {
 	updating
 	value := field([name])
-}
-
-cpu_period := period if {
-	period := cpu_source("cpuperiod")
-	is_number(period)
-	period > 0
-}
-
-effective_cpu_period := period if {
-	period := cpu_period
-}
-
-effective_cpu_period := 100000 if {
-	not cpu_period
-}
-
-nano_cpus_values := values if {
-	nano := {value | value := cpu_source("nanocpus"); is_number(value)}
-	quota := {value | q := cpu_source("cpuquota"); is_number(q); q > 0; value := (q * 1000000000) / effective_cpu_period}
-	values := nano | quota
-}
-
-deny contains msg if {
-	config.max_nano_cpus > 0
-	values := nano_cpus_values
-	value := values[_]
-	value > config.max_nano_cpus
-	msg := concat("", ["resource_limits: a CPU limit of ", format_int(value, 10), " nano-CPUs is above the ceiling of ", format_int(config.max_nano_cpus, 10)])
-}
-
-# A lookup with a variable key: OPA type-checks config.required_limits.cpu against the config
-# constant and refuses to compile it when cpu is not required.
-required_limit(name) if {
-	config.required_limits[name]
 }
