@@ -69,6 +69,8 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "docker_authz_sensitive_host_paths": [
         "/", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sys", "/usr", "/root",
         "/var/lib/docker", "/var/run/docker.sock", "/run/docker.sock", "/run/containerd",
+        "/var/lib/containerd", "/run/docker", "/var/run/docker", "/run/dbus", "/var/run/dbus",
+        "/run/systemd", "/var/run/systemd", "/var/spool/cron",
     ],
     "docker_authz_trusted_registries": [],
     "docker_authz_exempt_users": [],
@@ -459,7 +461,8 @@ BUNDLE_ROOT = "docker/authz"
 # import of data.docker.authz.config, which in a bundle is the data file and in the single file
 # the `config` constant itself (so the single file leaves the import out).
 _HEADER = re.compile(
-    r"\A(?:#[^\n]*\n|\n)*package docker\.authz\n\nimport rego\.v1\n(?:import data\.docker\.authz\.config\n)?\n"
+    r"\A(?:#[^\n]*\n|\n)*package docker\.authz\n\nimport rego\.v1\n"
+    r"(?:import data\.docker\.authz\.config\n)?\n"
 )
 
 
@@ -481,7 +484,8 @@ def _source_body(name: str, text: str) -> str:
     if not match:
         raise ValueError(
             f"policy source {name} must start with 'package docker.authz', a blank line, "
-            "'import rego.v1' (and 'import data.docker.authz.config' if it reads the config) and a blank line"
+            "'import rego.v1' (and 'import data.docker.authz.config' if it reads the config) and a "
+            "blank line"
         )
     return text[match.end():].rstrip("\n") + "\n"
 
@@ -545,7 +549,10 @@ def policy_bundle_files(sources: Mapping[str, str], config: Mapping[str, Any]) -
     """The files of an OPA bundle (bundle mode, Rego v1) as {path inside the bundle: content}:
     the sources as they are under docker/authz/, the config as docker/authz/data.json, and a
     .manifest with roots ["docker/authz"] and a revision that is the hash of everything else."""
-    files = {f"{BUNDLE_ROOT}/{name}": sources[name] for name in policy_source_names(config)}
+    names = policy_source_names(config)
+    for name in names:
+        _source_body(name, sources[name])  # the same header check as the single file
+    files = {f"{BUNDLE_ROOT}/{name}": sources[name] for name in names}
     files[f"{BUNDLE_ROOT}/data.json"] = json.dumps({"config": config}, indent=2, sort_keys=True) + "\n"
     digest = hashlib.sha256()
     for path in sorted(files):
