@@ -32,6 +32,7 @@ from typing import Any
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.decision_log import (
     DEFAULT_SENSITIVE_ENV_KEYWORDS,
+    defines_audit,
     mask_input,
 )
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import RULES
@@ -125,6 +126,7 @@ class PolicyEvaluator:
         self.data = [
             (k, json.loads(v)) for k, v in files.items() if k.rsplit("/", 1)[-1] == "data.json" and v.strip()
         ]
+        self.has_audit = defines_audit(modules)
         self.engine_name = ""
         self._opa: Any = None
         self._rego: Any = None
@@ -204,12 +206,19 @@ class PolicyEvaluator:
         except (ValueError, KeyError, TypeError):
             return False, None
 
+    def _allow_deny(self, input_doc: Any) -> tuple[Any, Any]:
+        """allow and deny in one query (OPA caches the rules both read: about half the cost)."""
+        if self._opa is not None:
+            rows = self._opa.eval_query(f"a := data.{ALLOW_PATH}; d := data.{DENY_PATH}", input_doc)
+            if rows:
+                return rows[0].get("a"), rows[0].get("d")
+        return self._doc(ALLOW_PATH, input_doc)[1], self._doc(DENY_PATH, input_doc)[1]
+
     def evaluate(self, input_doc: Any) -> dict[str, Any]:
         """{allow, deny, audit, error} for one input."""
         try:
-            _d, allow = self._doc(ALLOW_PATH, input_doc)
-            _d, deny = self._doc(DENY_PATH, input_doc)
-            audit_defined, audit = self._doc(AUDIT_PATH, input_doc)
+            allow, deny = self._allow_deny(input_doc)
+            audit_defined, audit = self._doc(AUDIT_PATH, input_doc) if self.has_audit else (False, None)
         except Exception as exc:
             return {"allow": None, "deny": [], "audit": [], "error": str(exc)[:500]}
         return {
