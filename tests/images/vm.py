@@ -59,7 +59,12 @@ PORT_RANGE = (23000, 23999)
 MEMORY_MB = 1024
 DISK_SIZE = "4G"
 GATEWAY_REGISTRY = "10.0.2.2:5000"  # QEMU user-mode gateway = this machine's 127.0.0.1:5000
-PLUGIN_IMAGE = f"{GATEWAY_REGISTRY}/opa-docker-authz-double:v0.10-linux-amd64"
+# The VMs install the plugin double from a repository of their own, which `up` points at the
+# content-addressed build it just made or found (images.plugin_double's `:<key>` tag): the
+# shared repository's v0.10 tags move whenever any session builds another double, and a tag
+# that moves between converge and idempotence is a plugin upgrade, not an idempotent run.
+VM_PLUGIN_REPO = "opa-docker-authz-double-vm"
+PLUGIN_IMAGE = f"{GATEWAY_REGISTRY}/{VM_PLUGIN_REPO}:v0.10-linux-amd64"
 BUSYBOX = "local/busybox:latest"
 
 VM_PACKAGES = [
@@ -779,6 +784,33 @@ def write_inventory(
     return path
 
 
+def pin_plugin_double(key: str) -> str:
+    """Tag the double's build `key` as VM_PLUGIN_REPO:v0.10-linux-amd64 and :v0.10 (blobs mounted
+    from the shared repository, no copy); returns the manifest digest."""
+    got = images._registry(
+        "GET", f"/v2/{images.PLUGIN_REPO}/manifests/{key}", headers={"Accept": images.MANIFEST_V2}
+    )
+    if got[0] != 200:
+        raise VmError(f"the registry has no {images.PLUGIN_REPO}:{key} (status {got[0]}): rebuild the images")
+    manifest = json.loads(got[1])
+    for digest in [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]:
+        status = images._registry(
+            "POST", f"/v2/{VM_PLUGIN_REPO}/blobs/uploads/?mount={digest}&from={images.PLUGIN_REPO}", body=b""
+        )[0]
+        if status != 201:
+            raise VmError(f"mounting blob {digest} into {VM_PLUGIN_REPO} failed (status {status})")
+    for tag in images.PLUGIN_TAGS:
+        status = images._registry(
+            "PUT",
+            f"/v2/{VM_PLUGIN_REPO}/manifests/{tag}",
+            body=got[1],
+            headers={"Content-Type": images.MANIFEST_V2},
+        )[0]
+        if status != 201:
+            raise VmError(f"tagging {VM_PLUGIN_REPO}:{tag} failed (status {status})")
+    return got[2].get("Docker-Content-Digest", "")
+
+
 # ------------------------------------------------------------------------------- CLI
 
 
@@ -812,7 +844,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             state = "cached" if img.cached else f"built in {img.seconds:.0f}s"
             print(f"[vm] {img.suite} image {img.key} ({state}): {img.disk}")
         elif args.cmd == "up":
-            images.build(["busybox", "plugin-double"])
+            built = images.build(["busybox", "plugin-double"])
+            digest = pin_plugin_double(built["plugin-double"].key)
+            print(f"[vm] plugin double {built['plugin-double'].key} ({digest}) as {PLUGIN_IMAGE}")
             t0 = time.monotonic()
             vms = start_vms(args.name, suite=args.suite, owner="cli", timeout=args.timeout)
             inv = write_inventory(args.inventory, vms, group=args.group)
