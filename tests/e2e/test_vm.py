@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.images import build as images
 from tests.images import vm as vmlib
 from tests.lib.ansible_run import run_playbook
 
@@ -29,8 +30,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def vms(dind_image: str, plugin_double: str) -> Iterator[list[vmlib.Vm]]:
-    """dind_image builds local/busybox (loaded into each VM); plugin_double pushes the plugin."""
+    """dind_image builds local/busybox (loaded into each VM); plugin_double pushes the plugin,
+    which the VMs install from their own repository pinned to this build."""
     vmlib.cleanup_stale()
+    vmlib.pin_plugin_double(images.build(["plugin-double"])["plugin-double"].key)
     image = vmlib.build_image()
     before = image.disk.stat().st_mtime_ns
     with vmlib.running_vms(NAMES) as started:
