@@ -294,6 +294,18 @@ def ansible_builder(ee_file: Path, tag: str, base: str, context: Path) -> None:
     run_progress(cmd, "ansible-builder", interesting=r"^(Step \d+/\d+|Successfully)", env=env)
 
 
+def prune_stages() -> None:
+    """Remove the untagged stage images (galaxy, builder) EE builds leave behind: they carry the
+    base image's label. They would be rebuilt anyway when the collection changes."""
+    out = run(
+        ["docker", "images", "-q", "-f", "dangling=true", "-f", "label=org.hardening.test=ee-base"],
+        check=False,
+    )
+    ids = sorted(set(out.split()))
+    if ids:
+        run(["docker", "rmi", *ids], check=False)
+
+
 def build_ee(
     *,
     force: bool = False,
@@ -332,6 +344,7 @@ def build_ee(
             ansible_builder(ee_file, ref, base_ref, workdir / "context")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            prune_stages()
         run(["docker", "tag", ref, f"{repo}:latest"])
         if tag:
             run(["docker", "tag", ref, tag])
