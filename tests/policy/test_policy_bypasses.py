@@ -312,6 +312,24 @@ def test_local_volume_options_that_mount_host_paths(dialect, profile):
         assert policy.decide(req)[0], opts
 
 
+@matrix
+def test_default_sensitive_paths_include_host_control_sockets(dialect, profile):
+    """Cron, D-Bus/systemd sockets, containerd's store and dockerd's own run directory are as
+    dangerous as the paths first on the list; /home and /var/log stay allowed (ordinary use)."""
+    policy = compiled(dialect, profile=profile)
+    for source in (
+        "/var/spool/cron", "/var/spool/cron/crontabs", "/var/spool", "/run/dbus/system_bus_socket",
+        "/var/run/dbus/system_bus_socket", "/run/systemd/private", "/var/run/systemd", "/var/lib/containerd",
+        "/var/lib/containerd/io.containerd.content.v1.content", "/run/docker/plugins",
+        "/var/run/docker/netns",
+    ):  # fmt: skip
+        assert denied(policy, create(host_config={"Binds": [f"{source}:/h:ro"]}), "sensitive_mounts:"), source
+        mount = create(host_config={"Mounts": [{"Type": "bind", "Source": source, "Target": "/h"}]})
+        assert denied(policy, mount, "sensitive_mounts:"), source
+    for source in ("/home/u/project", "/var/log/app", "/run/user/1000", "/srv/docker", "/var/spool/mail"):
+        assert policy.decide(create(host_config={"Binds": [f"{source}:/h"]}))[0], source
+
+
 KERNEL_FILESYSTEMS = (
     "proc", "sysfs", "debugfs", "tracefs", "securityfs", "cgroup", "cgroup2", "bpf", "configfs",
     "devtmpfs", "efivarfs", "binfmt_misc", "mqueue", "pstore", "Proc", "",
