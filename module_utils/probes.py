@@ -954,6 +954,12 @@ def _rule_plugins(t: _Table, r: str) -> None:
 def _rule_swarm(t: _Table, r: str) -> None:
     # Each is refused by the daemon even when authorized, and changes nothing: a join without
     # managers or token, a swarm update at version 0 (out of sequence), a node that does not
+    t.create(
+        "device-requests-cdi",
+        r,
+        "DeviceRequests CDI vendor.com/gpu=all (--device vendor.com/gpu=all, --gpus)",
+        t.body({"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["vendor.com/gpu=all"]}]}),
+    )
     # exist. No swarm init or leave: those could not be made harmless.
     t.post(
         "swarm-join",

@@ -182,6 +182,8 @@ DENY: dict[str, list[dict]] = {
         write("POST", "/v1.41/plugins/create?name=p", None),
         service(task_template={"Runtime": "plugin", "PluginSpec": {"Name": "p", "Remote": "x"}}),
     ],
+        create(host_config={"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["vendor.com/gpu=all"]}]}),
+        create(host_config={"DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]}),
     "swarm_changes": [
         write("POST", "/v1.41/swarm/init", {"ListenAddr": "0.0.0.0:2377"}),
         write("POST", "/v1.41/swarm/join", {"RemoteAddrs": ["198.51.100.7:2377"], "JoinToken": "SWMTKN-1-x"}),
@@ -254,7 +256,7 @@ ALLOW: dict[str, list[dict]] = {
         volume({"type": "tmpfs", "device": "tmpfs", "o": "size=10m"}),
         volume({"type": "none", "o": "bind", "device": "/srv/shared"}),
     ],
-    "devices": [create(host_config={"Devices": [], "DeviceCgroupRules": None})],
+    "devices": [create(host_config={"Devices": [], "DeviceCgroupRules": None, "DeviceRequests": []})],
     "plugin_changes": [read("/v1.41/plugins"), read("/v1.41/plugins/p/json")],
     "swarm_changes": [read("/v1.41/swarm"), read("/v1.41/nodes"), read("/v1.41/swarm/unlockkey")],
     "readonly_rootfs": [create(host_config={"ReadonlyRootfs": True})],

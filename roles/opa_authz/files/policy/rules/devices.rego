@@ -6,7 +6,10 @@ import rego.v1
 # ------------------------------------------------------------------------------------------
 # devices (docker_authz_deny_devices)
 # ------------------------------------------------------------------------------------------
-device_fields := ["devices", "devicecgrouprules"]
+# DeviceRequests: --gpus (driver nvidia or empty, capabilities gpu: the NVIDIA hook adds
+# /dev/nvidia* and driver libraries) and CDI (driver cdi, DeviceIDs vendor/class=name; a CDI
+# spec can add device nodes, mounts and hooks).
+device_fields := ["devices", "devicecgrouprules", "devicerequests"]
 
 deny contains msg if {
 	creating
