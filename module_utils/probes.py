@@ -817,6 +817,12 @@ def _rule_unmasked(t: _Table, r: str) -> None:
         "systempaths=unconfined (empty MaskedPaths and ReadonlyPaths)",
         t.body({"MaskedPaths": [], "ReadonlyPaths": []}),
     )
+    t.create(
+        "writable-cgroups",
+        r,
+        "--security-opt writable-cgroups (a writable /sys/fs/cgroup, Docker 28)",
+        t.body({"SecurityOpt": t.security_opts("writable-cgroups")}),
+    )
 
 
 def _rule_mounts(t: _Table, r: str) -> None:

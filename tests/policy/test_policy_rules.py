@@ -130,6 +130,10 @@ DENY: dict[str, list[dict]] = {
     "unmasked_paths": [
         create(host_config={"MaskedPaths": [], "ReadonlyPaths": []}),
         create(host_config={"MaskedPaths": ["/nothing"]}),
+        # a writable /sys/fs/cgroup (Docker 28), bare or with a ParseBool true
+        create(host_config={"SecurityOpt": ["no-new-privileges", "writable-cgroups"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "writable-cgroups=true"]}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "writable-cgroups:1"]}),
     ],
     "sensitive_mounts": [
         create(host_config={"Binds": ["/etc:/host-etc"]}),
@@ -249,7 +253,10 @@ ALLOW: dict[str, list[dict]] = {
     "selinux_disabled": [
         create(host_config={"SecurityOpt": ["no-new-privileges", "label=level:s0:c100,c200"]})
     ],
-    "unmasked_paths": [create(host_config={"MaskedPaths": None, "ReadonlyPaths": None})],
+    "unmasked_paths": [
+        create(host_config={"MaskedPaths": None, "ReadonlyPaths": None}),
+        create(host_config={"SecurityOpt": ["no-new-privileges", "writable-cgroups=false"]}),
+    ],
     "sensitive_mounts": [
         create(host_config={"Binds": ["/srv/data:/data", "named:/named", "/etcetera:/x"]}),
         create(host_config={"Mounts": [{"Type": "volume", "Source": "data", "Target": "/data"}]}),

@@ -17,3 +17,21 @@ deny contains msg if {
 	is_array(value)
 	msg := concat("", ["unmasked_paths: a custom ", name, " list (--security-opt systempaths=unconfined) is not allowed"])
 }
+
+# --security-opt writable-cgroups (Docker 28; daemon_unix.go parseSecurityOpt, bare or with a
+# ParseBool value): the daemon mounts /sys/fs/cgroup read-write, as for --privileged, so root in
+# the container writes its cgroup's interface files. Denied unless the value is false.
+deny contains "unmasked_paths: --security-opt writable-cgroups (a writable /sys/fs/cgroup) is not allowed" if {
+	pairs := security_opts
+	pair := pairs[_]
+	pair[0] == "writable-cgroups"
+	not parse_bool_false(pair[1])
+}
+
+parse_bool_false(value) if {
+	word := parse_bool_false_words[_]
+	value == word
+}
+
+# strconv.ParseBool's false spellings.
+parse_bool_false_words := ["0", "f", "F", "false", "FALSE", "False"]
