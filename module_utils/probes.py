@@ -839,6 +839,17 @@ def _rule_mounts(t: _Table, r: str) -> None:
             "DriverOpts": {"type": "proc", "device": "proc"},
         },
     )
+    # Shared propagation (CIS 5.20) on a path that is not sensitive: only the mode is wrong.
+    plain = "/srv/hardening-verify-probe"
+    t.create("mount-propagation-shared", r, f"Binds {plain}:/probe:rshared",
+             t.body({"Binds": [f"{plain}:/probe:rshared"]}))
+    t.create(
+        "mount-propagation-mounts",
+        r,
+        f"Mounts bind {plain} BindOptions.Propagation=shared",
+        t.body({"Mounts": [{"Type": "bind", "Source": plain, "Target": "/probe",
+                            "BindOptions": {"Propagation": "shared"}}]}),
+    )
     path = _pick_sensitive_path(t.settings)
     if path is None:
         return

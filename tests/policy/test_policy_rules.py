@@ -165,6 +165,13 @@ DENY: dict[str, list[dict]] = {
         volume({"type": "none", "o": "bind", "device": "/run/containerd/"}),
         volume({"type": "proc", "device": "x"}),  # the host's /proc, whatever the device
         service({"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}),
+        # shared propagation (CIS 5.20): any case, Binds options, BindOptions, services
+        create(host_config={"Binds": ["/srv/x:/x:rshared"]}),
+        create(host_config={"Binds": ["/srv/x:/x:ro,Shared"]}),
+        create(host_config={"Mounts": [{"Type": "bind", "Source": "/srv/x", "Target": "/x",
+                                        "BindOptions": {"Propagation": "shared"}}]}),
+        service({"Mounts": [{"Type": "bind", "Source": "/srv/x", "Target": "/x",
+                             "BindOptions": {"Propagation": "rshared"}}]}),
     ],
     "devices": [
         create(
@@ -262,6 +269,9 @@ ALLOW: dict[str, list[dict]] = {
         create(host_config={"Mounts": [{"Type": "volume", "Source": "data", "Target": "/data"}]}),
         volume({"type": "tmpfs", "device": "tmpfs", "o": "size=10m"}),
         volume({"type": "none", "o": "bind", "device": "/srv/shared"}),
+        create(host_config={"Binds": ["/srv/data:/data:ro,rslave", "/srv/b:/b:z"]}),
+        create(host_config={"Mounts": [{"Type": "bind", "Source": "/srv/x", "Target": "/x",
+                                        "BindOptions": {"Propagation": "rprivate"}}]}),
     ],
     "devices": [create(host_config={"Devices": [], "DeviceCgroupRules": None, "DeviceRequests": []})],
     "plugin_changes": [read("/v1.41/plugins"), read("/v1.41/plugins/p/json")],

@@ -138,3 +138,49 @@ volume_option_bases contains base if {
 	mounts[i]
 	base := service_path(["mounts", i, "volumeoptions", "driverconfig", "options"])
 }
+
+# Shared mount propagation (CIS 5.20): with shared or rshared, mounts made in the container
+# appear on the host and the host's later mounts in the container. Binds options (the third
+# field, comma-separated), Mounts[].BindOptions.Propagation on create and services. The daemon
+# compares the words exactly; any case is denied here.
+deny contains msg if {
+	shared_propagations[what]
+	msg := concat("", ["sensitive_mounts: shared mount propagation (", what, ") is not allowed: mounts would propagate between the container and the host (CIS 5.20)"])
+}
+
+shared_propagations contains bind if {
+	creating
+	values := hc_any("binds")
+	list := values[_]
+	is_array(list)
+	bind := list[_]
+	is_string(bind)
+	parts := split(bind, ":")
+	count(parts) == 3
+	item := split(parts[2], ",")[_]
+	shared_propagation(item)
+}
+
+shared_propagations contains mode if {
+	creating
+	prefix := hc_prefixes[_]
+	mode := propagation_modes(array.concat(prefix, ["mounts"]))[_]
+}
+
+shared_propagations contains mode if {
+	service_spec
+	mode := propagation_modes(service_path(["mounts"]))[_]
+}
+
+propagation_modes(base) := modes if {
+	mounts := field(base)
+	is_array(mounts)
+	modes := {mode | mounts[i]; mode := field(array.concat(base, [i, "bindoptions", "propagation"])); is_string(mode); shared_propagation(mode)}
+}
+
+shared_propagation(value) if {
+	word := shared_propagation_words[_]
+	lower(value) == word
+}
+
+shared_propagation_words := ["shared", "rshared"]
