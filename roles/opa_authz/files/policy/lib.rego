@@ -403,28 +403,17 @@ service_path(rest) := path if {
 }
 
 # --security-opt as the daemon splits it: KEY=VALUE, KEY:VALUE (old separator) or a bare word
-# ("no-new-privileges", "disable"). The key is lower-cased.
+# ("no-new-privileges", "disable"). The key is lower-cased. The separator is "=" when the option
+# holds one, else ":" when it holds one; a bare word splits into [word, ""].
 split_opt(opt) := pair if {
-	contains(opt, "=")
-	parts := split(opt, "=")
-	key := lower(parts[0])
-	pair := [key, concat("=", [part | part := parts[i]; i > 0])]
+	separators := [sep | sep := opt_separators[_]; contains(opt, sep)]
+	candidates := array.concat(separators, ["="])
+	sep := candidates[0]
+	parts := split(opt, sep)
+	pair := [lower(parts[0]), concat(sep, [part | part := parts[i]; i > 0])]
 }
 
-split_opt(opt) := pair if {
-	not contains(opt, "=")
-	contains(opt, ":")
-	parts := split(opt, ":")
-	key := lower(parts[0])
-	pair := [key, concat(":", [part | part := parts[i]; i > 0])]
-}
-
-split_opt(opt) := pair if {
-	not contains(opt, "=")
-	not contains(opt, ":")
-	key := lower(opt)
-	pair := [key, ""]
-}
+opt_separators := ["=", ":"]
 
 security_opts := pairs if {
 	creating
