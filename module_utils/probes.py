@@ -913,6 +913,10 @@ def _rule_mounts(t: _Table, r: str) -> None:
             "host path spelling",
         )
     t.key_case("mount-bind-key-lower", r, "Binds", [f"{path}:/probe"])
+    if "/run/dbus" in sensitive:
+        # systemd's D-Bus API starts units for a uid 0 client: a way out for the container's root
+        bus = "/run/dbus/system_bus_socket"
+        t.create("mount-bind-dbus", r, f"Binds {bus}", t.body({"Binds": [f"{bus}:{bus}"]}))
     t.post(
         "mount-volume-bind",
         r,
@@ -930,10 +934,6 @@ def _rule_mounts(t: _Table, r: str) -> None:
         "/services/create",
         f"service Mounts bind {path}",
         _compliant_service(t.settings, Mounts=[{"Type": "bind", "Source": path, "Target": "/probe"}]),
-    if "/run/dbus" in sensitive:
-        # systemd's D-Bus API starts units for a uid 0 client: a way out for the container's root
-        bus = "/run/dbus/system_bus_socket"
-        t.create("mount-bind-dbus", r, f"Binds {bus}", t.body({"Binds": [f"{bus}:{bus}"]}))
     )
 
 
@@ -954,6 +954,12 @@ def _rule_devices(t: _Table, r: str) -> None:
         "device-cgroup-rules", r, "DeviceCgroupRules c 1:1 rwm", t.body({"DeviceCgroupRules": ["c 1:1 rwm"]})
     )
     t.key_case("devices-key-lower", r, "DeviceCgroupRules", ["c 1:1 rwm"])
+    t.create(
+        "device-requests-cdi",
+        r,
+        "DeviceRequests CDI vendor.com/gpu=all (--device vendor.com/gpu=all, --gpus)",
+        t.body({"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["vendor.com/gpu=all"]}]}),
+    )
 
 
 def _rule_plugins(t: _Table, r: str) -> None:
@@ -971,12 +977,6 @@ def _rule_plugins(t: _Table, r: str) -> None:
 def _rule_swarm(t: _Table, r: str) -> None:
     # Each is refused by the daemon even when authorized, and changes nothing: a join without
     # managers or token, a swarm update at version 0 (out of sequence), a node that does not
-    t.create(
-        "device-requests-cdi",
-        r,
-        "DeviceRequests CDI vendor.com/gpu=all (--device vendor.com/gpu=all, --gpus)",
-        t.body({"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["vendor.com/gpu=all"]}]}),
-    )
     # exist. No swarm init or leave: those could not be made harmless.
     t.post(
         "swarm-join",

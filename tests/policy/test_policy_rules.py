@@ -182,6 +182,8 @@ DENY: dict[str, list[dict]] = {
             }
         ),
         create(host_config={"DeviceCgroupRules": ["b 8:* rmw"]}),
+        create(host_config={"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["vendor.com/gpu=all"]}]}),
+        create(host_config={"DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]}),
     ],
     "plugin_changes": [
         write("POST", "/v1.41/plugins/pull?remote=127.0.0.1:5000/p:1&name=p", None),
@@ -193,8 +195,6 @@ DENY: dict[str, list[dict]] = {
         write("POST", "/v1.41/plugins/create?name=p", None),
         service(task_template={"Runtime": "plugin", "PluginSpec": {"Name": "p", "Remote": "x"}}),
     ],
-        create(host_config={"DeviceRequests": [{"Driver": "cdi", "DeviceIDs": ["vendor.com/gpu=all"]}]}),
-        create(host_config={"DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]}),
     "swarm_changes": [
         write("POST", "/v1.41/swarm/init", {"ListenAddr": "0.0.0.0:2377"}),
         write("POST", "/v1.41/swarm/join", {"RemoteAddrs": ["198.51.100.7:2377"], "JoinToken": "SWMTKN-1-x"}),
