@@ -469,7 +469,7 @@ def render_text(doc: Mapping[str, Any]) -> str:
         )
         if counts:
             lines.append(
-                "   in the window: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing"
+                "   in the window: " + (", ".join(f"{v} {k}" for k, v in counts.items() if v) or "nothing")
             )
         if h.get("truncated"):
             lines.append(f"   {h['truncated']} older matching decision(s) left out (output bound)")
