@@ -96,7 +96,8 @@ def decision_lines(host: DindHost) -> list[dict]:
     out = []
     for line in host.dockerd_log().splitlines():
         m = re.search(
-            r'msg="\d{4}/\d\d/\d\d \d\d:\d\d:\d\d Returning OPA policy decision: (?:true|false): (\{.*\})" plugin=',
+            r'msg="\d{4}/\d\d/\d\d \d\d:\d\d:\d\d '
+            r'Returning OPA policy decision: (?:true|false): (\{.*\})" plugin=',
             line,
         )
         if m:
