@@ -497,7 +497,7 @@ class Vm:
             f"{self.name} ({self.accel}): {what}\n--- console ({self.console_log}), last lines:\n{tail}"
         )
 
-    def wait_ready(self, timeout: float = 300) -> Vm:
+    def wait_ready(self, timeout: float = 600) -> Vm:
         """Wait for SSH, for systemd to finish booting and for the Docker API to answer."""
         deadline = time.monotonic() + timeout
         while not self.ssh_banner():
@@ -530,7 +530,7 @@ class Vm:
         self.ready_seconds = time.monotonic() - self.started_at
         return self
 
-    def reboot(self, timeout: float = 300) -> float:
+    def reboot(self, timeout: float = 600) -> float:
         """`systemctl reboot` in the guest (QEMU resets with the same kernel and command line);
         waits for a new boot id and for the guest to be ready. Returns the seconds it took."""
         start = time.monotonic()
@@ -710,7 +710,7 @@ def start_vms(
     *,
     suite: str = DEFAULT_SUITE,
     owner: str | None = None,
-    timeout: float = 300,
+    timeout: float = 600,
     load: Sequence[str] = (BUSYBOX,),
 ) -> list[Vm]:
     """Boot the VMs in parallel from one cached image and wait until each is ready, with the given
@@ -829,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
     up.add_argument("--inventory", default=str(VM_DIR / "inventory.json"))
     up.add_argument("--group", default="docker_hosts")
-    up.add_argument("--timeout", type=float, default=300, help="seconds for each VM to be ready")
+    up.add_argument("--timeout", type=float, default=600, help="seconds for each VM to be ready")
     down = sub.add_parser("down", help="stop and delete the named VMs")
     down.add_argument("names", nargs="*")
     down.add_argument("--all", action="store_true", help=f"every {PREFIX}* VM, whoever started it")
