@@ -47,7 +47,8 @@ _GONE_WORDS = ("not found", "disabled", "no such plugin", "plugin does not imple
 
 @dataclass
 class PluginOnDisk:
-    """A managed plugin as dockerd's plugin store keeps it (``<data-root>/plugins/<id>/config.json``)."""
+    """A managed plugin as dockerd's plugin store keeps it (``<data-root>/plugins/<id>/config.json``,
+    the plugin object under ``"plugin"``)."""
 
     name: str
     reference: str
@@ -139,6 +140,8 @@ def plugins_on_disk(data_root: str = DEFAULT_DATA_ROOT) -> list[PluginOnDisk]:
             doc = json.loads(text)
         except ValueError:
             continue
+        if isinstance(doc, dict) and isinstance(doc.get("plugin"), dict):
+            doc = doc["plugin"]  # dockerd 20.10+ keeps {"plugin": {...}, "Rootfs": ..., ...}
         if not isinstance(doc, dict) or "Name" not in doc:
             continue
         out.append(

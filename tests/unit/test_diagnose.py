@@ -177,7 +177,8 @@ def host(tmp_path: Path) -> Iterator[dict[str, str]]:
     dj.write_text(json.dumps({"authorization-plugins": [ALIAS], "data-root": str(tmp_path / "lib")}))
     store = tmp_path / "lib" / "plugins" / "abc"
     store.mkdir(parents=True)
-    (store / "config.json").write_text(json.dumps({"Id": "abc", "Name": f"{ALIAS}:latest", "Enabled": True}))
+    doc = {"plugin": {"Id": "abc", "Name": f"{ALIAS}:latest", "Enabled": True}, "Rootfs": "x"}
+    (store / "config.json").write_text(json.dumps(doc))  # as dockerd 20.10 writes it
     yield {"proc": str(proc), "daemon_json": str(dj), "sock": str(tmp_path / "d.sock"), "tmp": str(tmp_path)}
 
 
