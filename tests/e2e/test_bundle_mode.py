@@ -363,10 +363,13 @@ def remote(server: BundleServer, **extra: Any) -> dict[str, Any]:
 
 
 def plugin_pid(fleet: Fleet) -> str:
-    return fleet.host.sh(
-        "for p in /proc/[0-9]*; do grep -q plugins.moby $p/cmdline 2>/dev/null && "
-        "pgrep -P ${p#/proc/}; done | head -1"
-    ).stdout.strip()
+    """The pid of the plugin's process: the child of the containerd shim of namespace plugins.moby."""
+    out = fleet.host.exec("ps", "-eo", "pid=,ppid=,args=").stdout
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    shims = {r[0] for r in rows if len(r) == 3 and "containerd-shim" in r[2] and "plugins.moby" in r[2]}
+    pids = [r[0] for r in rows if len(r) >= 2 and r[1] in shims]
+    assert len(pids) == 1, rows
+    return pids[0]
 
 
 def wait_for(what: str, probe: Any, timeout: float = 30) -> float:
@@ -384,8 +387,9 @@ def test_unreachable_bundle_service_is_refused(fleet: Fleet, bundle_server: Bund
     run, _ = fleet.play("harden.yml", {**remote(bundle_server), **dead})
     out = failed_with(fleet, run, "The bundle service does not serve http://127.0.0.1:9/bundles/authz.tar.gz")
     assert "Nothing was changed" in out
+    assert fleet.ran(run, "Record why the run failed") == [], "stopped before any change"
     assert bundle_state(fleet) == before
-    fleet.assert_enforced()
+    fleet.api_works()
 
 
 def test_missing_signing_key_is_refused(fleet: Fleet, bundle_server: BundleServer, tmp_path: Path) -> None:
@@ -394,6 +398,7 @@ def test_missing_signing_key_is_refused(fleet: Fleet, bundle_server: BundleServe
     missing = tmp_path / "no-such-key.pem"
     run, _ = fleet.play("harden.yml", remote(bundle_server, docker_authz_bundle_signing_key=str(missing)))
     failed_with(fleet, run, f"the bundle signing key {missing} does not exist on the controller")
+    assert fleet.ran(run, "Record why the run failed") == [], "stopped before any change"
     assert bundle_state(fleet) == before
     assert not missing.exists()
 
