@@ -537,7 +537,8 @@ class Vm:
         old = self.boot_id()
         if not old:
             raise self._fail("cannot read the boot id before the reboot")
-        self.ssh("systemctl reboot", check=False, timeout=30)
+        with contextlib.suppress(VmError):  # the connection may drop before the command returns
+            self.ssh("systemctl reboot", check=False, timeout=30)
         deadline = start + timeout
         while True:
             if not self.running():
