@@ -72,6 +72,7 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
         "/var/lib/containerd", "/run/docker", "/var/run/docker", "/run/dbus", "/var/run/dbus",
         "/run/systemd", "/var/run/systemd", "/var/spool/cron",
     ],
+    "docker_authz_allowed_bind_sources": [],
     "docker_authz_trusted_registries": [],
     "docker_authz_exempt_users": [],
 }
@@ -297,6 +298,18 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
         if cleaned not in paths:
             paths.append(cleaned)
 
+    var = "docker_authz_allowed_bind_sources"
+    bind_sources = []
+    for item in _as_list(var, param(var), "absolute host paths"):
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise _fail(var, f"{item!r} is not an absolute path", 'Give host directories such as "/srv/data"')
+        cleaned = go_clean(item)
+        if cleaned == "/":
+            raise _fail(var, "/ would allow every host path", "List the directories containers may bind, "
+                        "or leave the list empty (off)")
+        if cleaned not in bind_sources:
+            bind_sources.append(cleaned)
+
     var = "docker_authz_trusted_registries"
     registries = []
     for item in _as_list(var, param(var), 'registry hosts or "host/path" prefixes'):
@@ -328,6 +341,7 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
         "sensitive_env_allowed": allowed_env,
         "allowed_capabilities": caps,
         "sensitive_host_paths": paths,
+        "allowed_bind_sources": bind_sources,
         "trusted_registries": registries,
         "exempt_users": exempt,
     }

@@ -106,6 +106,7 @@ LIST_PARAMS: dict[str, list[str] | None] = {
         "/var/lib/containerd", "/run/docker", "/var/run/docker", "/run/dbus", "/var/run/dbus",
         "/run/systemd", "/var/run/systemd", "/var/spool/cron",
     ],
+    "allowed_bind_sources": [],
     "trusted_registries": [],
     "exempt_users": [],
 }  # fmt: skip
@@ -839,6 +840,15 @@ def _rule_mounts(t: _Table, r: str) -> None:
             "DriverOpts": {"type": "proc", "device": "proc"},
         },
     )
+    allowed = [clean_path(p) for p in t.settings.params["allowed_bind_sources"] if p]
+    outside = "/srv/hardening-verify-probe-outside"
+    if allowed and not any((outside + "/").startswith(a.rstrip("/") + "/") for a in allowed):
+        t.create(
+            "mount-bind-outside-allowed",
+            r,
+            f"Binds {outside} (not under docker_authz_allowed_bind_sources)",
+            t.body({"Binds": [f"{outside}:/probe"]}),
+        )
     # Shared propagation (CIS 5.20) on a path that is not sensitive: only the mode is wrong.
     plain = "/srv/hardening-verify-probe"
     t.create("mount-propagation-shared", r, f"Binds {plain}:/probe:rshared",

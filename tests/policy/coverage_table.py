@@ -149,6 +149,7 @@ def probe_table() -> dict[str, str]:
             "max_nano_cpus": 10**9,
             "allowed_host_ips": ["127.0.0.1"],
             "trusted_registries": ["127.0.0.1:5000"],
+            "allowed_bind_sources": ["/srv/data"],
         },
         "restricted",
     )

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from module_utils.policy import RULES
+from module_utils.policy import RULES, PolicyConfigError, build_policy_config
 from tests.policy.harness import compiled
 from tests.policy.requests import (
     create,
@@ -345,6 +345,46 @@ def test_baseline_allows_dockers_default_capabilities(dialect):
     assert compiled(dialect, profile="baseline").decide(net_raw)[0] is True
     allow, deny = compiled(dialect, profile="baseline").decide(create(host_config={"CapAdd": ["SYS_ADMIN"]}))
     assert not allow and deny == {"capabilities: adding capability SYS_ADMIN is not allowed"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_allowed_bind_sources(dialect):
+    """docker_authz_allowed_bind_sources (empty = off): every host path a request binds must be
+    under one of them; named volumes and tmpfs/nfs volumes bind no host path."""
+    policy = only("sensitive_mounts", dialect, allowed_bind_sources=("/srv/data", "/home/"))
+    inside = [
+        create(host_config={"Binds": ["/srv/data/x:/x", "/home/u:/h:ro", "named:/n"]}),
+        create(host_config={"Mounts": [{"Type": "bind", "Source": "/srv/data", "Target": "/x"}]}),
+        volume({"type": "none", "o": "bind", "device": "srv/data/v"}),
+        volume({"type": "tmpfs", "device": "tmpfs"}),
+        volume({"type": "nfs", "o": "addr=192.0.2.1", "device": ":/export"}),
+        service({"Mounts": [{"Type": "bind", "Source": "/srv/data/s", "Target": "/s"}]}),
+    ]
+    for req in inside:
+        assert policy.decide(req)[0], req
+    outside = [
+        create(host_config={"Binds": ["/srv/other:/x"]}),
+        create(host_config={"Binds": ["/srv/data/../other:/x"]}),
+        create(host_config={"Binds": ["/srv/database:/x"]}),
+        create(host_config={"Mounts": [{"Type": "bind", "Source": "/opt", "Target": "/x"}]}),
+        volume({"type": "none", "o": "bind", "device": "/opt"}),
+        volume({"type": "overlay", "device": "overlay", "o": "lowerdir=/srv/data/l,upperdir=/opt/u"}),
+        service({"Mounts": [{"Type": "bind", "Source": "/opt", "Target": "/s"}]}),
+    ]
+    for req in outside:
+        allow, deny = policy.decide(req)
+        assert not allow and any("docker_authz_allowed_bind_sources" in r for r in deny), req
+    # off by default: a path on neither list is allowed
+    assert only("sensitive_mounts", dialect).decide(create(host_config={"Binds": ["/opt:/x"]}))[0]
+
+
+def test_allowed_bind_sources_refuses_the_root():
+    with pytest.raises(PolicyConfigError, match="/ would allow every host path"):
+        build_policy_config({"docker_authz_allowed_bind_sources": ["/srv", "//"]})
+    with pytest.raises(PolicyConfigError, match="not an absolute path"):
+        build_policy_config({"docker_authz_allowed_bind_sources": ["srv"]})
+    config = build_policy_config({"docker_authz_allowed_bind_sources": ["/srv/data/", "/srv//data"]})
+    assert config["allowed_bind_sources"] == ["/srv/data"]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

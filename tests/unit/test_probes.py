@@ -197,6 +197,18 @@ def test_bypass_probes_and_their_spellings() -> None:
     assert {"privileged", "plugin-disable", "mount-bind"} <= names(plain)
 
 
+def test_bind_source_allow_list_probe_only_when_the_list_is_set() -> None:
+    assert "mount-bind-outside-allowed" not in names(P.build_probes(P.normalize_rules({})))
+    table = {p.name: p for p in P.build_probes(P.normalize_rules({"allowed_bind_sources": ["/srv/data"]}))}
+    binds = table["mount-bind-outside-allowed"].body["HostConfig"]["Binds"]
+    assert binds == ["/srv/hardening-verify-probe-outside:/probe"]
+    # no probe when the list allows the probe's path (it would be allowed, not denied)
+    wide = P.build_probes(P.normalize_rules({"allowed_bind_sources": ["/srv"]}))
+    assert "mount-bind-outside-allowed" not in names(wide)
+    for name in ("mount-volume-proc", "mount-propagation-shared", "mount-propagation-mounts", "mount-bind-dbus"):
+        assert name in table, name
+
+
 def test_plugin_probes_only_when_plugin_changes_are_denied() -> None:
     on = names(P.build_probes(P.normalize_rules({})))
     off = names(P.build_probes(P.normalize_rules({"deny_plugin_changes": False})))

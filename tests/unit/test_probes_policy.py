@@ -38,6 +38,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "allowed_capabilities": ["NET_BIND_SERVICE", "SYS_ADMIN"],
         "sensitive_env_allowed": ["*_FILE", "*_PASSWORD"],
         "required_limits": ["memory", "pids"],
+        "allowed_bind_sources": ["/srv/data"],
     },
     "privileged-only": {
         "profile": "baseline",

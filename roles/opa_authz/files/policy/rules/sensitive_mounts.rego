@@ -184,3 +184,86 @@ shared_propagation(value) if {
 }
 
 shared_propagation_words := ["shared", "rshared"]
+
+# docker_authz_allowed_bind_sources (empty = off): every host path a request binds must be, or
+# be under, one of them. The complete answer to a deny-list: Binds with an absolute source (a
+# source without "/" is a named volume), Mounts of type bind, the plugin's BindMounts, service
+# bind mounts, a local volume's device when o asks for a bind, and overlay dirs.
+deny contains msg if {
+	count(config.allowed_bind_sources) > 0
+	bind_sources[raw]
+	cleaned := clean_path(raw)
+	not allowed_bind_source(cleaned)
+	msg := concat("", ["sensitive_mounts: host path ", cleaned, " is not under an allowed bind source (docker_authz_allowed_bind_sources)"])
+}
+
+allowed_bind_source(path) if {
+	base := config.allowed_bind_sources[_]
+	startswith(concat("", [path, "/"]), concat("", [base, "/"]))
+}
+
+bind_sources contains source if {
+	creating
+	values := hc_any("binds")
+	list := values[_]
+	is_array(list)
+	bind := list[_]
+	is_string(bind)
+	parts := split(bind, ":")
+	count(parts) > 1
+	source := parts[0]
+	startswith(source, "/")
+}
+
+bind_sources contains source if {
+	creating
+	prefix := hc_prefixes[_]
+	source := mount_bind_sources(array.concat(prefix, ["mounts"]))[_]
+}
+
+bind_sources contains source if {
+	creating
+	entry := input.BindMounts[_]
+	source := entry.Source
+	is_string(source)
+	source != ""
+}
+
+bind_sources contains source if {
+	creating
+	entry := input.BindMounts[_]
+	source := entry.Resolved
+	is_string(source)
+	source != ""
+}
+
+bind_sources contains source if {
+	service_spec
+	source := mount_bind_sources(service_path(["mounts"]))[_]
+}
+
+bind_sources contains source if {
+	volume_option_bases[base]
+	volume_bind(base)
+	source := field(array.concat(base, ["device"]))
+	is_string(source)
+}
+
+bind_sources contains dir if {
+	volume_option_bases[base]
+	options := field(array.concat(base, ["o"]))
+	is_string(options)
+	item := split(options, ",")[_]
+	at := indexof(item, "=")
+	at > 0
+	name := lower(trim(substring(item, 0, at), " "))
+	overlay_dir_options[name]
+	dir := split(substring(item, at + 1, -1), ":")[_]
+	dir != ""
+}
+
+mount_bind_sources(base) := paths if {
+	mounts := field(base)
+	is_array(mounts)
+	paths := {source | mounts[i]; kind := field(array.concat(base, [i, "type"])); is_string(kind); lower(kind) == "bind"; source := field(array.concat(base, [i, "source"])); is_string(source)}
+}
