@@ -358,8 +358,7 @@ body_fields := fields if {
 
 # path: lower-case names (and array indices); a name taken from the body must go through fold.
 field(path) := value if {
-	key := json.marshal(path)
-	value := body_fields[key]
+	value := body_fields[json.marshal(path)]
 }
 
 field_string(path) := value if {
@@ -381,7 +380,7 @@ field_is_string(path) if {
 hc_prefixes := [["hostconfig"], []]
 
 hc_any(name) := values if {
-	values := {value | prefix := hc_prefixes[_]; value := field(array.concat(prefix, [name]))}
+	values := {value | value := field(["hostconfig", name])} | {value | value := field([name])}
 }
 
 has_host_config if {
