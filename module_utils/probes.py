@@ -658,6 +658,10 @@ def _rule_limits(t: _Table, r: str) -> None:
         spec = _compliant_service(t.settings)
         spec["TaskTemplate"].pop("Resources", None)
         t.post("limits-service", r, "/services/create", "service without Resources.Limits", spec)
+    if "Memory" in limits:
+        t.create("limits-memory-swap-unlimited", r, "HostConfig.MemorySwap=-1", t.body({"MemorySwap": -1}))
+    t.create("limits-oom-score-adj", r, "HostConfig.OomScoreAdj=-1000", t.body({"OomScoreAdj": -1000}))
+    t.create("limits-cgroup-parent", r, "HostConfig.CgroupParent=/ (CIS 5.25)", t.body({"CgroupParent": "/"}))
 
 
 def _rule_ports(t: _Table, r: str) -> None:

@@ -68,6 +68,13 @@ DENY: dict[str, list[dict]] = {
         update({"CpuQuota": -1}),
         service(task_template={"Resources": {"Limits": {"MemoryBytes": 64 << 20, "NanoCPUs": 500_000_000}}}),
         service(task_template={"Resources": {}}),
+        create(host_config={"MemorySwap": -1}),  # unlimited swap on create, as on update
+        create(host_config={"OomScoreAdj": -1000}),
+        create(host_config={"OomKillDisable": True}),
+        create(host_config={"CgroupParent": "/"}),  # CIS 5.25
+        write("POST", "/v1.41/build?cgroupparent=/&t=x", None),
+        service({"OomScoreAdj": -500}, uri="/v1.46/services/create"),
+        service(uri="/v1.40/services/create"),  # the daemon drops Pids below 1.41
     ],
     "ports": [
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "80"}]}}),
@@ -104,6 +111,8 @@ DENY: dict[str, list[dict]] = {
         create(host_config={"UTSMode": "host"}),
         create(host_config={"UsernsMode": "host"}),
         create(host_config={"CgroupnsMode": "host"}),
+        create(uri="/v1.40/containers/create"),  # host cgroupns by default below 1.41 (cgroup v1)
+        create(uri="/v1.40.0/containers/create"),
         write("POST", "/v1.41/build?networkmode=host&t=x", None),
         service(task_template={"Networks": [{"Target": "host"}]}),
     ],
@@ -227,6 +236,9 @@ ALLOW: dict[str, list[dict]] = {
         create(host_config={"NanoCpus": 0, "CpuQuota": 50000, "CpuPeriod": 100000}),
         update({"Memory": 134217728, "MemorySwap": 268435456}),
         update({"RestartPolicy": {"Name": "always"}}),
+        create(host_config={"OomScoreAdj": 500, "OomKillDisable": False, "CgroupParent": "", "MemorySwap": 0}),
+        service(uri="/v1.41/services/create"),
+        service(uri="/services/create"),
     ],
     "ports": [
         create(host_config={"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}),
@@ -249,6 +261,8 @@ ALLOW: dict[str, list[dict]] = {
     "host_namespaces": [
         create(host_config={"NetworkMode": "bridge", "PidMode": "", "IpcMode": "private"}),
         write("POST", "/v1.41/build?networkmode=default&t=x", None),
+        create(host_config={"CgroupnsMode": "private"}, uri="/v1.40/containers/create"),
+        create(uri="/containers/create"),  # no version: the daemon's own
     ],
     "capabilities": [
         create(host_config={"CapAdd": ["NET_BIND_SERVICE"]}),

@@ -419,3 +419,24 @@ security_opts := pairs if {
 	values := hc_any("securityopt")
 	pairs := {pair | opts := values[_]; is_array(opts); opt := opts[_]; is_string(opt); pair := split_opt(opt)}
 }
+
+# The API version of a versioned path as numbers ("/v1.40/..." -> 1 and 40), for the fields the
+# daemon changes by version (adjustForAPIVersion). A path without a version is the daemon's own.
+api_below(major, minor) if {
+	parts := path_api_version
+	parts[0] < major
+}
+
+api_below(major, minor) if {
+	parts := path_api_version
+	parts[0] == major
+	parts[1] < minor
+}
+
+path_api_version := [major, minor] if {
+	versioned
+	parts := split(substring(raw_segments[0], 1, -1), ".")
+	count(parts) > 1
+	major := to_number(parts[0])
+	minor := to_number(parts[1])
+}

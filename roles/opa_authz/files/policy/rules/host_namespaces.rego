@@ -37,3 +37,15 @@ deny contains "host_namespaces: builds with --network host are not allowed" if {
 	is_string(value)
 	lower(value) == "host"
 }
+
+# A create sent to a path below /v1.41 without CgroupnsMode gets the host's cgroup namespace on
+# cgroup v1 hosts (container_routes.go); only an explicit private mode is safe there.
+deny contains "host_namespaces: containers created through API 1.40 or older must set CgroupnsMode private (the daemon's default there is the host's cgroup namespace on cgroup v1)" if {
+	creating
+	api_below(1, 41)
+	not cgroupns_private
+}
+
+cgroupns_private if {
+	hc("cgroupnsmode") == "private"
+}

@@ -140,3 +140,62 @@ cpu_source(name) := value if {
 	updating
 	value := field([name])
 }
+
+# Create: MemorySwap -1 (unlimited swap) while a memory limit is required, as on update.
+deny contains "resource_limits: containers must not have unlimited swap (MemorySwap -1) while a memory limit is required" if {
+	creating
+	limit := "memory"
+	config.required_limits[limit]
+	values := hc_any("memoryswap")
+	values[-1]
+}
+
+# The host's OOM killer: a negative OomScoreAdj spares the container and kills host processes
+# instead; OomKillDisable (cgroup v1) stops the cgroup's own OOM killer.
+deny contains "resource_limits: a negative OomScoreAdj (the host's OOM killer would spare the container) is not allowed" if {
+	oom_score_adj_values[value]
+	is_number(value)
+	value < 0
+}
+
+deny contains "resource_limits: OomKillDisable is not allowed" if {
+	creating
+	values := hc_any("oomkilldisable")
+	values[true]
+}
+
+oom_score_adj_values contains value if {
+	creating
+	values := hc_any("oomscoreadj")
+	value := values[_]
+}
+
+oom_score_adj_values contains value if {
+	service_spec
+	value := field(service_path(["oomscoreadj"]))
+}
+
+# CgroupParent (CIS 5.25) places the container's cgroup anywhere in the host's hierarchy,
+# outside the daemon's cgroup parent and its limits; also for build containers.
+deny contains "resource_limits: a custom CgroupParent (--cgroup-parent) is not allowed (CIS 5.25)" if {
+	creating
+	values := hc_any("cgroupparent")
+	value := values[_]
+	is_string(value)
+	value != ""
+}
+
+deny contains "resource_limits: docker build --cgroup-parent is not allowed (CIS 5.25)" if {
+	op == "build"
+	value := query_values("cgroupparent")[_]
+	value != ""
+}
+
+# A service sent to API 1.40 or older gets Resources.Limits.Pids 0 (unlimited) from the daemon
+# (adjustForAPIVersion), after the policy saw the limit.
+deny contains "resource_limits: services must be sent to API 1.41 or later (older paths drop the pids limit)" if {
+	service_spec
+	limit := "pids"
+	config.required_limits[limit]
+	api_below(1, 41)
+}
