@@ -261,17 +261,25 @@ def classify(
 
     if unavailable is not None and not timed_out:
         if pid is None:
+            problem = hooked_problem()
+            if problem is not None:
+                why = (
+                    f"; daemon.json hooks {problem[0]}, which is "
+                    f"{'not installed' if problem[1] == 'missing' else 'disabled'}, and dockerd does not "
+                    f'start then ("failed to validate authorization plugin"): remove {problem[0]} from '
+                    "authorization-plugins first (docs/role.md, 'Break glass')"
+                )
+            elif hooked:
+                why = (
+                    f"; daemon.json hooks {', '.join(hooked)}, and dockerd does not start while a hooked "
+                    "plugin is missing or disabled: see docs/role.md, 'Break glass'"
+                )
+            else:
+                why = ""
             return Diagnosis(
                 "dockerd_down",
                 f"dockerd is not running (no dockerd process; {unavailable}). Fix: start it "
-                "(systemctl start docker, or service docker start) and read its log if it exits"
-                + (
-                    f"; daemon.json hooks {', '.join(hooked)}, and dockerd does not start while a hooked "
-                    "plugin is missing or disabled: see docs/role.md, 'Break glass'"
-                    if hooked
-                    else ""
-                )
-                + ".",
+                f"(systemctl start docker, or service docker start) and read its log if it exits{why}.",
                 False,
                 None,
                 hooked,

@@ -70,6 +70,10 @@ def test_dockerd_down_says_not_running_only_without_a_process() -> None:
     d = classify(**_kw(unavailable="cannot connect (Connection refused)", pid=None))
     assert d.cause == "dockerd_down" and "dockerd is not running" in d.message
     assert "start it" in d.message
+    disabled = [PluginOnDisk(f"{ALIAS}:latest", "ref", False, "abc")]
+    d = classify(**_kw(unavailable="refused", pid=None, plugins=disabled))
+    assert d.cause == "dockerd_down" and f"hooks {ALIAS}, which is disabled" in d.message, d.message
+    assert "remove opa-docker-authz from authorization-plugins first" in d.message
     d = classify(**_kw(unavailable="cannot connect (Connection refused)", pid=42))
     assert d.cause == "dockerd_unreachable"
     assert "not running" not in d.message and "dockerd is running (pid 42)" in d.message
