@@ -114,6 +114,12 @@ DENY: dict[str, list[dict]] = {
         create(uri="/v1.40/containers/create"),  # host cgroupns by default below 1.41 (cgroup v1)
         create(uri="/v1.40.0/containers/create"),
         write("POST", "/v1.41/build?networkmode=host&t=x", None),
+        write("POST", "/v1.41/networks/create", {"Name": "m", "Driver": "macvlan", "Options": {"parent": "eth0"}}),
+        write("POST", "/v1.41/networks/create", {"Name": "i", "Driver": "IPVLAN"}),
+        write("POST", "/v1.41/networks/create",
+              {"Name": "r", "Options": {"com.docker.network.bridge.gateway_mode_ipv4": "routed"}}),
+        write("POST", "/v1.41/networks/create",
+              {"Name": "u", "Options": {"com.docker.network.bridge.gateway_mode_ipv6": "nat-unprotected"}}),
         service(task_template={"Networks": [{"Target": "host"}]}),
     ],
     "capabilities": [
@@ -263,6 +269,10 @@ ALLOW: dict[str, list[dict]] = {
         write("POST", "/v1.41/build?networkmode=default&t=x", None),
         create(host_config={"CgroupnsMode": "private"}, uri="/v1.40/containers/create"),
         create(uri="/containers/create"),  # no version: the daemon's own
+        write("POST", "/v1.41/networks/create", {"Name": "n", "Driver": "bridge", "Labels": {}}),
+        write("POST", "/v1.41/networks/create",
+              {"Name": "n", "Options": {"com.docker.network.bridge.gateway_mode_ipv4": "nat"}}),
+        write("POST", "/v1.41/networks/create", {"Name": "o", "Driver": "overlay", "Attachable": True}),
     ],
     "capabilities": [
         create(host_config={"CapAdd": ["NET_BIND_SERVICE"]}),

@@ -49,3 +49,30 @@ deny contains "host_namespaces: containers created through API 1.40 or older mus
 cgroupns_private if {
 	hc("cgroupnsmode") == "private"
 }
+
+# Networks that put containers on the host's own network position: macvlan and ipvlan (on a
+# host interface, "parent"), and bridges whose gateway mode publishes container ports without
+# port mappings (Docker 27+: routed, nat-unprotected), past the ports rule. Any network create,
+# config-only ones included (a network made --config-from one takes its options).
+deny contains msg if {
+	op == "network_create"
+	driver := lower(field_string(["driver"]))
+	word := host_network_drivers[_]
+	driver == word
+	msg := concat("", ["host_namespaces: ", word, " networks (containers directly on a host interface) are not allowed"])
+}
+
+deny contains msg if {
+	op == "network_create"
+	key := gateway_mode_options[_]
+	mode := lower(field_string(["options", key]))
+	word := open_gateway_modes[_]
+	mode == word
+	msg := concat("", ["host_namespaces: bridge gateway mode ", word, " (", key, ": container ports reachable without publishing) is not allowed"])
+}
+
+host_network_drivers := ["macvlan", "ipvlan"]
+
+gateway_mode_options := ["com.docker.network.bridge.gateway_mode_ipv4", "com.docker.network.bridge.gateway_mode_ipv6"]
+
+open_gateway_modes := ["routed", "nat-unprotected"]
