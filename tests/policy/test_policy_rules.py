@@ -114,7 +114,7 @@ DENY: dict[str, list[dict]] = {
         create(uri="/v1.40/containers/create"),  # host cgroupns by default below 1.41 (cgroup v1)
         create(uri="/v1.40.0/containers/create"),
         write("POST", "/v1.41/build?networkmode=host&t=x", None),
-        write("POST", "/v1.41/networks/create", {"Name": "m", "Driver": "macvlan", "Options": {"parent": "eth0"}}),
+        write("POST", "/v1.41/networks/create", {"Driver": "macvlan", "Options": {"parent": "eth0"}}),
         write("POST", "/v1.41/networks/create", {"Name": "i", "Driver": "IPVLAN"}),
         write("POST", "/v1.41/networks/create",
               {"Name": "r", "Options": {"com.docker.network.bridge.gateway_mode_ipv4": "routed"}}),
@@ -242,7 +242,8 @@ ALLOW: dict[str, list[dict]] = {
         create(host_config={"NanoCpus": 0, "CpuQuota": 50000, "CpuPeriod": 100000}),
         update({"Memory": 134217728, "MemorySwap": 268435456}),
         update({"RestartPolicy": {"Name": "always"}}),
-        create(host_config={"OomScoreAdj": 500, "OomKillDisable": False, "CgroupParent": "", "MemorySwap": 0}),
+        create(host_config={"OomScoreAdj": 500, "OomKillDisable": False, "CgroupParent": ""}),
+        create(host_config={"MemorySwap": 0}),
         service(uri="/v1.41/services/create"),
         service(uri="/services/create"),
     ],

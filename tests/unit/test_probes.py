@@ -205,7 +205,8 @@ def test_bind_source_allow_list_probe_only_when_the_list_is_set() -> None:
     # no probe when the list allows the probe's path (it would be allowed, not denied)
     wide = P.build_probes(P.normalize_rules({"allowed_bind_sources": ["/srv"]}))
     assert "mount-bind-outside-allowed" not in names(wide)
-    for name in ("mount-volume-proc", "mount-propagation-shared", "mount-propagation-mounts", "mount-bind-dbus"):
+    new = ("mount-volume-proc", "mount-propagation-shared", "mount-propagation-mounts", "mount-bind-dbus")
+    for name in new:
         assert name in table, name
 
 
