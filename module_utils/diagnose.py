@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -201,8 +202,11 @@ def classify(
     socket_path: str,
     timeout: float,
     legacy: frozenset[str] = frozenset(),
+    installed: bool = True,
 ) -> Diagnosis:
-    """Name the cause from what the probe saw (pure: unit-tested without a host)."""
+    """Name the cause from what the probe saw (pure: unit-tested without a host).
+
+    ``installed`` is False when no dockerd binary is found (Docker is not installed)."""
     running = f"dockerd is running (pid {pid})" if pid else ""
 
     def is_ours(name: str | None) -> bool:
@@ -276,10 +280,20 @@ def classify(
                 )
             else:
                 why = ""
+            if not installed:
+                text = (
+                    f"Docker is not installed (no dockerd binary on this host; {unavailable}). Fix: install "
+                    "Docker (the docker.io or docker-ce package) and start it, or take the host out of the "
+                    "inventory group"
+                )
+            else:
+                text = (
+                    f"dockerd is not running (no dockerd process; {unavailable}). Fix: start it "
+                    "(systemctl start docker, or service docker start) and read its log if it exits"
+                )
             return Diagnosis(
                 "dockerd_down",
-                f"dockerd is not running (no dockerd process; {unavailable}). Fix: start it "
-                f"(systemctl start docker, or service docker start) and read its log if it exits{why}.",
+                f"{text}{why}.",
                 False,
                 None,
                 hooked,
@@ -407,6 +421,16 @@ def classify(
     )
 
 
+DOCKERD_PATHS = ("/usr/bin/dockerd", "/usr/local/bin/dockerd", "/usr/sbin/dockerd", "/bin/dockerd")
+
+
+def dockerd_installed(paths: tuple[str, ...] = DOCKERD_PATHS) -> bool:
+    """Whether a dockerd binary is on this host (its PATH or the usual places)."""
+    if shutil.which("dockerd"):
+        return True
+    return any(os.path.isfile(p) and os.access(p, os.X_OK) for p in paths)
+
+
 def diagnose(
     socket_path: str,
     alias: str,
@@ -447,4 +471,5 @@ def diagnose(
         socket_path=socket_path,
         timeout=timeout,
         legacy=legacy_plugins(),
+        installed=dockerd_installed(),
     )

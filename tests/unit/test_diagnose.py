@@ -79,6 +79,25 @@ def test_dockerd_down_says_not_running_only_without_a_process() -> None:
     assert "not running" not in d.message and "dockerd is running (pid 42)" in d.message
 
 
+def test_no_dockerd_binary_says_docker_is_not_installed() -> None:
+    d = classify(**_kw(unavailable="no such socket", pid=None, installed=False))
+    assert d.cause == "dockerd_down" and "Docker is not installed" in d.message, d.message
+    assert "install Docker" in d.message and "not running" not in d.message
+    d = classify(**_kw(unavailable="no such socket", pid=None, installed=True))
+    assert "Docker is not installed" not in d.message
+
+
+def test_dockerd_installed_looks_on_path_and_usual_places(tmp_path, monkeypatch) -> None:
+    from module_utils.diagnose import dockerd_installed
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert not dockerd_installed(paths=(str(tmp_path / "dockerd"),))
+    binary = tmp_path / "dockerd"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    assert dockerd_installed(paths=())
+
+
 def test_plugin_error_quotes_the_error_and_blames_ours() -> None:
     msg = (
         f"plugin {ALIAS}:latest failed with error: AuthZPlugin.AuthZReq: 1 error occurred: "
