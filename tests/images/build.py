@@ -129,13 +129,14 @@ def run_progress(
 
 
 @contextlib.contextmanager
-def build_lock() -> Iterator[None]:
+def build_lock(name: str = ".lock", what: str = "build") -> Iterator[None]:
+    """Serialise builds that share the lock file CACHE/<name> (other locks stay free meanwhile)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as fh:
+    with open(CACHE / name, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log("another build holds the image cache lock; waiting for it")
+            log(f"another {what} holds the lock {name} in the image cache; waiting for it")
             fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 

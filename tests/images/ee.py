@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +79,9 @@ SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 # ------------------------------------------------------------------------- base image
 
 
-@contextlib.contextmanager
-def ee_lock() -> Iterator[None]:
+def ee_lock() -> contextlib.AbstractContextManager[None]:
     """Serialise EE builds (not with the other images: their lock stays free meanwhile)."""
-    images.CACHE.mkdir(parents=True, exist_ok=True)
-    with open(images.CACHE / ".ee-lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log("another execution environment build holds its lock; waiting for it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+    return images.build_lock(".ee-lock", "execution environment build")
 
 
 def base_image(force: bool = False) -> Built:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -50,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.images import build as images  # noqa: E402
+from tests.lib.dind import _owner_alive, owner_token  # noqa: E402  (one owner scheme for test hosts and VMs)
 
 SUITES = ("bullseye", "bookworm", "trixie")
 DEFAULT_SUITE = os.environ.get("HARDENING_VM_SUITE", "bookworm")
@@ -203,17 +203,9 @@ def build_image(suite: str = DEFAULT_SUITE, force: bool = False) -> VmImage:
     return VmImage(suite, key, result.disk, result.kernel, result.initrd, False, time.monotonic() - start)
 
 
-@contextlib.contextmanager
-def _vm_build_lock() -> Iterator[None]:
+def _vm_build_lock() -> contextlib.AbstractContextManager[None]:
     """VM image builds wait for each other, not for the container image builds (their own lock)."""
-    images.CACHE.mkdir(parents=True, exist_ok=True)
-    with open(images.CACHE / ".vm-lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log("another VM image build holds the lock; waiting for it")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+    return images.build_lock(".vm-lock", "VM image build")
 
 
 def _build(suite: str, out: Path) -> None:
@@ -383,25 +375,6 @@ def free_port() -> int:
                 continue
         return port
     raise VmError(f"no free port in {PORT_RANGE} on 127.0.0.1")
-
-
-def _process_start(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def owner_token(pid: int | None = None) -> str:
-    pid = pid or os.getpid()
-    return f"{pid}:{_process_start(pid)}"
-
-
-def _owner_alive(token: str) -> bool:
-    if token == "cli":
-        return True
-    pid, _, start = token.partition(":")
-    return pid.isdigit() and _process_start(int(pid)) == start
 
 
 @dataclass
