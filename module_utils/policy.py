@@ -23,6 +23,7 @@ from typing import Any
 PREFIX = "docker_authz_"
 PROFILES = ("baseline", "restricted")
 REGO_VERSIONS = ("auto", "v0", "v1")
+ENFORCEMENT_MODES = ("enforce", "audit")
 
 # rule id (the prefix of every deny reason) -> (variable, on in baseline, on in restricted)
 RULES: dict[str, tuple[str, bool, bool]] = {
@@ -75,6 +76,8 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
     "docker_authz_allowed_bind_sources": [],
     "docker_authz_trusted_registries": [],
     "docker_authz_exempt_users": [],
+    "docker_authz_enforcement": "enforce",
+    "docker_authz_audit_rules": [],
 }
 LIMIT_NAMES = ("memory", "cpu", "pids")
 
@@ -329,6 +332,10 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
                         "every client of the unix socket")
         exempt[item.strip()] = True
 
+    enforcement, audit_rules = audit_settings(
+        variables.get("docker_authz_enforcement"), variables.get("docker_authz_audit_rules")
+    )
+
     return {
         "rules": rules,
         "required_limits": {name: True for name in limits},
@@ -344,7 +351,33 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
         "allowed_bind_sources": bind_sources,
         "trusted_registries": registries,
         "exempt_users": exempt,
+        "enforcement": enforcement,
+        "audit_rules": {rule_id: True for rule_id in audit_rules},
     }
+
+
+def audit_settings(enforcement: Any, audit_rules: Any) -> tuple[str, list[str]]:
+    """(enforcement, the rule ids in audit) from docker_authz_enforcement and
+    docker_authz_audit_rules: in ``audit`` every rule is in audit; in ``enforce`` the rules listed.
+    Rules in audit deny nothing: their reasons go to the set ``audit`` instead of ``deny``."""
+    var = "docker_authz_enforcement"
+    mode = "enforce" if enforcement is None else enforcement
+    if not isinstance(mode, str) or mode.strip().lower() not in ENFORCEMENT_MODES:
+        raise _fail(var, f"{enforcement!r} is not an enforcement mode",
+                    "Use enforce (rules deny) or audit (no rule denies; every would-be denial is logged)")
+    mode = mode.strip().lower()
+    var = "docker_authz_audit_rules"
+    listed: list[str] = []
+    for item in _as_list(var, audit_rules, "rule ids"):
+        rule_id = item.strip().lower() if isinstance(item, str) else item
+        if rule_id not in RULE_IDS:
+            raise _fail(var, f"{item!r} is not a rule id",
+                        f"Use rule ids of the policy: {', '.join(RULE_IDS)}")
+        if rule_id not in listed:
+            listed.append(rule_id)
+    if mode == "audit":
+        return mode, list(RULE_IDS)
+    return mode, [rule_id for rule_id in RULE_IDS if rule_id in listed]
 
 
 # --------------------------------------------------------------------------- the Rego dialect
@@ -532,6 +565,28 @@ def rego_v1_to_v0(text: str) -> str:
     return "\n".join(out)
 
 
+_DENY_HEAD = re.compile(r"^deny contains ", re.M)
+
+
+def audit_heads(name: str, text: str) -> str:
+    """A rule's source with its reasons going to the set ``audit`` instead of ``deny`` (the rule
+    is in audit: it denies nothing, ``allow`` ignores ``audit``). The reasons keep their text
+    ("<rule id>: ..."). Done once when the policy is assembled, so audit costs nothing per
+    request; the library's always-on checks (input, request, body) are never rewritten."""
+    new, count = _DENY_HEAD.subn("audit contains ", text)
+    if not count:
+        raise ValueError(f"policy source {name} has no 'deny contains' rule head to put in audit")
+    return new
+
+
+def _audited(name: str, text: str, config: Mapping[str, Any]) -> str:
+    audit = config.get("audit_rules") or {}
+    for rule_id in RULE_IDS:
+        if name == rule_source(rule_id) and audit.get(rule_id):
+            return audit_heads(name, text)
+    return text
+
+
 def config_rego(config: Mapping[str, Any]) -> str:
     """The config object as the Rego constant of the single-file policy."""
     return "config := " + json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -552,7 +607,7 @@ def assemble_policy(sources: Mapping[str, str], config: Mapping[str, Any], diale
     parts.append(config_rego(config))
     for name in policy_source_names(config):
         parts.append(f"\n# {'=' * 90}\n# {name}\n# {'=' * 90}\n")
-        parts.append(_source_body(name, sources[name]))
+        parts.append(_source_body(name, _audited(name, sources[name], config)))
     text = "".join(parts)
     if dialect == "v0":
         text = rego_v1_to_v0(text)
@@ -566,7 +621,7 @@ def policy_bundle_files(sources: Mapping[str, str], config: Mapping[str, Any]) -
     names = policy_source_names(config)
     for name in names:
         _source_body(name, sources[name])  # the same header check as the single file
-    files = {f"{BUNDLE_ROOT}/{name}": sources[name] for name in names}
+    files = {f"{BUNDLE_ROOT}/{name}": _audited(name, sources[name], config) for name in names}
     files[f"{BUNDLE_ROOT}/data.json"] = json.dumps({"config": config}, indent=2, sort_keys=True) + "\n"
     digest = hashlib.sha256()
     for path in sorted(files):

@@ -109,8 +109,31 @@ LIST_PARAMS: dict[str, list[str] | None] = {
     "allowed_bind_sources": [],
     "trusted_registries": [],
     "exempt_users": [],
+    "audit_rules": [],
 }  # fmt: skip
 INT_PARAMS: dict[str, int] = {"max_memory_bytes": 0, "max_nano_cpus": 0}
+STR_PARAMS: dict[str, tuple[str, ...]] = {"enforcement": ("enforce", "audit")}
+# The policy's rule id (the prefix of its reasons, docker_authz_audit_rules) of each probe rule.
+RULE_IDS: dict[str, str] = {
+    "deny_privileged": "privileged",
+    "deny_seccomp_unconfined": "seccomp_unconfined",
+    "require_no_new_privileges": "no_new_privileges",
+    "require_resource_limits": "resource_limits",
+    "restrict_ports": "ports",
+    "deny_root_user": "root_user",
+    "deny_sensitive_env": "sensitive_env",
+    "deny_host_namespaces": "host_namespaces",
+    "deny_added_capabilities": "capabilities",
+    "deny_apparmor_unconfined": "apparmor_unconfined",
+    "deny_selinux_disabled": "selinux_disabled",
+    "deny_unmasked_paths": "unmasked_paths",
+    "deny_sensitive_mounts": "sensitive_mounts",
+    "deny_devices": "devices",
+    "deny_plugin_changes": "plugin_changes",
+    "deny_swarm_changes": "swarm_changes",
+    "require_readonly_rootfs": "readonly_rootfs",
+    "trusted_registries": "trusted_registries",
+}
 
 # CVE id -> (what it does, first fixed release of each branch that got a fix).
 CVES: dict[str, tuple[str, tuple[tuple[int, int, int], ...]]] = {
@@ -154,6 +177,12 @@ class Settings:
 
     def on(self, rule: str) -> bool:
         return bool(self.rules.get(rule))
+
+    def audited(self, rule: str) -> bool:
+        """Whether a probe rule is in audit (it denies nothing; its reasons are logged)."""
+        if self.params.get("enforcement") == "audit":
+            return rule != ALWAYS_ON
+        return RULE_IDS.get(rule) in self.params.get("audit_rules", [])
 
     @property
     def enabled(self) -> list[str]:
@@ -239,12 +268,12 @@ def normalize_rules(rules: dict[str, Any] | None, profile: str = "baseline") -> 
         profile = str(given.pop("profile"))
     if profile not in PROFILES:
         raise VerifyInputError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
-    known = set(RULE_DEFAULTS) | set(LIST_PARAMS) | set(INT_PARAMS)
+    known = set(RULE_DEFAULTS) | set(LIST_PARAMS) | set(INT_PARAMS) | set(STR_PARAMS)
     unknown = sorted(str(k) for k in given if k not in known)
     if unknown:
         raise VerifyInputError(
             f"rules: unknown name(s) {', '.join(unknown)}; known rules: {', '.join(RULE_DEFAULTS)}; "
-            f"parameters: {', '.join(list(LIST_PARAMS) + list(INT_PARAMS))} "
+            f"parameters: {', '.join(list(LIST_PARAMS) + list(INT_PARAMS) + list(STR_PARAMS))} "
             f"(the role's variable names without the {PREFIX} prefix)"
         )
     idx = PROFILES.index(profile)
@@ -262,6 +291,19 @@ def normalize_rules(rules: dict[str, Any] | None, profile: str = "baseline") -> 
             settings.params[name] = list(default or [])
     for name, default in INT_PARAMS.items():
         settings.params[name] = _to_int(name, given[name]) if name in given else default
+    for name, choices in STR_PARAMS.items():
+        value = str(given.get(name, choices[0])).strip().lower()
+        if value not in choices:
+            raise VerifyInputError(f"rules.{name} must be one of {', '.join(choices)}, got {given[name]!r}")
+        settings.params[name] = value
+    audit_ids = [x.lower() for x in settings.params["audit_rules"]]
+    bad_ids = [x for x in audit_ids if x not in RULE_IDS.values()]
+    if bad_ids:
+        raise VerifyInputError(
+            f"rules.audit_rules: unknown rule id(s) {', '.join(bad_ids)}; "
+            f"use some of {', '.join(RULE_IDS.values())}"
+        )
+    settings.params["audit_rules"] = audit_ids
     bad_limits = [x for x in settings.params["required_limits"] if x not in LIMIT_NAMES]
     if bad_limits:
         raise VerifyInputError(
@@ -1061,6 +1103,22 @@ RULE_PROBES: dict[str, Callable[[_Table, str], None]] = {
 }
 
 
+def _audit(t: _Table) -> None:
+    """Rules in audit deny nothing: their plain container-create probes must be ALLOWED (the
+    verification removes the container; the decision log holds the would-be denial). Their
+    other probes are left out: allowed, they would act on the host (a swarm init, a plugin
+    install), and a bypass probe may be denied by an always-on check instead."""
+    kept = []
+    for probe in t.probes:
+        if probe.rule == ALWAYS_ON or not t.settings.audited(probe.rule):
+            kept.append(probe)
+        elif probe.expect == DENY and probe.path == "/containers/create" and probe.bypass is None:
+            probe.expect = ALLOW
+            probe.summary += " (rule in audit: allowed, logged as a would-be denial)"
+            kept.append(probe)
+    t.probes[:] = kept
+
+
 def build_probes(settings: Settings, probe_bypasses: bool = True) -> list[Probe]:
     """The table of probes for these rules: the compliant ones first, then the denials."""
     t = _Table(settings, probe_bypasses)
@@ -1115,8 +1173,14 @@ def build_probes(settings: Settings, probe_bypasses: bool = True) -> list[Probe]
             bypass="invisible body",
         )
     )
+    _audit(t)
     violating = next(
-        (p for p in t.probes if p.expect == DENY and p.path == "/containers/create" and p.bypass is None),
+        (
+            p
+            for p in t.probes
+            if p.expect == DENY and p.path == "/containers/create" and p.bypass is None
+            and p.rule != ALWAYS_ON
+        ),
         None,
     )
     if violating is not None:

@@ -111,6 +111,12 @@ def verify_rules(config: Mapping[str, Any]) -> dict[str, Any]:
     out["sensitive_host_paths"] = list(config.get("sensitive_host_paths") or [])
     out["trusted_registries"] = list(config.get("trusted_registries") or [])
     out["exempt_users"] = sorted(config.get("exempt_users") or {})
+    # rules in audit (docs/policy.md "Audit mode"): their probes are expected allowed
+    if config.get("enforcement") in ("enforce", "audit"):
+        out["enforcement"] = config["enforcement"]
+    audit = config.get("audit_rules")
+    if isinstance(audit, dict):
+        out["audit_rules"] = sorted(k for k, v in audit.items() if v is True)
     return out
 
 

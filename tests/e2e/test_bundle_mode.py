@@ -28,7 +28,7 @@ BUNDLE = {"docker_authz_policy_mode": "bundle", "docker_authz_plugin_digest_chec
 BUNDLE_DIR = "/etc/docker/policies/bundle"
 OPA_CONFIG = "/etc/docker/policies/opa-config.yaml"
 BUNDLE_ARGS = ["-config-file", "/opa/policies/opa-config.yaml"]
-FILE_ARGS = ["-policy-file", "/opa/policies/authz.rego"]
+FILE_ARGS = ["-policy-file", "/opa/policies/authz.rego", "-log-only-denied"]
 
 # Runs inside the host while a playbook runs: a privileged create and a `docker ps` (as API
 # calls) in a loop until /tmp/stop-load exists; prints what was authorized and the slowest call.

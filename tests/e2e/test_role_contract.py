@@ -27,7 +27,9 @@ def test_verify_rule_names_match_the_policy_variables() -> None:
 
 def test_verify_rule_names_are_what_authz_verify_accepts() -> None:
     names = set(_role_vars()["__docker_authz_verify_rule_names"]) - {"profile"}
-    assert names == set(probes.RULE_DEFAULTS) | set(probes.LIST_PARAMS) | set(probes.INT_PARAMS)
+    assert names == (
+        set(probes.RULE_DEFAULTS) | set(probes.LIST_PARAMS) | set(probes.INT_PARAMS) | set(probes.STR_PARAMS)
+    )
 
 
 def test_change_phases_run_inside_the_rollback_block() -> None:

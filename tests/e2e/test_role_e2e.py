@@ -56,7 +56,8 @@ def test_converge_enforces_the_policy(fleet: Fleet) -> None:
             "name": f"{ALIAS}:latest",
             "enabled": True,
             "reference": fleet.plugin_ref,
-            "args": ["-policy-file", "/opa/policies/authz.rego"],
+            # pure enforce: only denials are logged (docs/policy.md "Audit mode")
+            "args": ["-policy-file", "/opa/policies/authz.rego", "-log-only-denied"],
         }
     ]
     assert state.daemon_json is not None and f'"{ALIAS}"' in state.daemon_json

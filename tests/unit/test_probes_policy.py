@@ -45,6 +45,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
         **{var[len("docker_authz_") :]: False for var, _b, _r in policy_vars.RULES.values()},
         "deny_privileged": True,
     },
+    # rules in audit: their plain create probes are expected ALLOWED, their others left out
+    "audit-two": {"profile": "restricted", "audit_rules": ["resource_limits", "root_user"]},
+    "audit-all": {"profile": "restricted", "enforcement": "audit"},
 }
 
 
@@ -69,6 +72,8 @@ def test_each_probe_gets_the_expected_answer_for_its_own_rule(name: str, dialect
     problems = []
     for probe, allow, deny in results:
         if probe.expect == P.ALLOW:
+            if probe.rule != P.ALWAYS_ON and not allow:
+                problems.append(f"{probe.name}: the probe of a rule in audit was denied: {sorted(deny)}")
             if not allow:
                 problems.append(f"{probe.name}: compliant request denied: {sorted(deny)}")
             continue
@@ -101,10 +106,36 @@ def test_every_policy_rule_has_probes() -> None:
     assert set(P.RULE_DEFAULTS) == {var[len("docker_authz_") :] for var, _b, _r in policy_vars.RULES.values()}
     for rule_id, (var, baseline, restricted) in policy_vars.RULES.items():
         assert P.RULE_DEFAULTS[var[len("docker_authz_") :]] == (baseline, restricted), rule_id
-    assert set(P.LIST_PARAMS) | set(P.INT_PARAMS) == {
+    assert set(P.LIST_PARAMS) | set(P.INT_PARAMS) | set(P.STR_PARAMS) == {
         k[len("docker_authz_") :] for k in policy_vars.PARAMETER_DEFAULTS
     }
     for key, default in policy_vars.PARAMETER_DEFAULTS.items():
         name = key[len("docker_authz_") :]
-        mine = P.LIST_PARAMS.get(name, P.INT_PARAMS.get(name))
+        mine = P.LIST_PARAMS.get(name, P.INT_PARAMS.get(name, P.STR_PARAMS.get(name, (None,))[0]))
         assert mine == default, name
+    assert P.RULE_IDS == RULE_IDS
+    assert P.STR_PARAMS["enforcement"] == policy_vars.ENFORCEMENT_MODES
+
+
+@pytest.mark.parametrize("dialect", ["v1", "v0"])
+def test_probes_of_rules_in_audit_are_allowed_and_flagged_in_audit(dialect: str) -> None:
+    config = CONFIGS["audit-two"]
+    policy = H.Policy(H.render(dialect, **config))
+    audited = ("require_resource_limits", "deny_root_user")
+    flipped = [p for p in P.build_probes(P.normalize_rules(config)) if p.rule in audited]
+    assert flipped and all(p.expect == P.ALLOW and p.path == "/containers/create" for p in flipped)
+    for probe in flipped:
+        target = probe.request_target("1.41")
+        req = H.request(probe.method, target, probe.body, content_type=probe.content_type)
+        audit = H.deny_members(policy.query("data.docker.authz.audit", H.build_input(req)))
+        assert {r.split(":", 1)[0] for r in audit} == {RULE_IDS[probe.rule]}, (probe.name, audit)
+    names = {p.name for p in P.build_probes(P.normalize_rules(config))}
+    assert "root-user-exec" not in names and "limits-update-memory" not in names
+    assert "privileged" in names
+
+
+def test_audit_rule_ids_are_checked() -> None:
+    with pytest.raises(P.VerifyInputError, match="unknown rule id"):
+        P.normalize_rules({"audit_rules": ["root"]})
+    with pytest.raises(P.VerifyInputError, match="enforcement must be one of enforce, audit"):
+        P.normalize_rules({"enforcement": "dryrun"})

@@ -28,6 +28,8 @@ from tests.policy.harness import render
             "trusted_registries": ["registry.example.com:5000"],
             "max_memory_bytes": 1 << 30,
         },
+        {"profile": "restricted", "audit_rules": ["resource_limits", "root_user"]},
+        {"profile": "baseline", "enforcement": "audit"},
     ],
 )
 def test_a_rendered_policy_reads_back_as_what_it_enforces(dialect: str, variables: dict[str, Any]) -> None:
@@ -45,6 +47,8 @@ def test_a_rendered_policy_reads_back_as_what_it_enforces(dialect: str, variable
     assert sorted(settings.params["allowed_capabilities"]) == sorted(config["allowed_capabilities"])
     assert settings.params["trusted_registries"] == config["trusted_registries"]
     assert settings.params["max_memory_bytes"] == config["max_memory_bytes"]
+    assert settings.params["enforcement"] == config["enforcement"]
+    assert settings.params["audit_rules"] == sorted(config["audit_rules"])
 
 
 def test_a_foreign_policy_is_summarised_without_rules() -> None:
