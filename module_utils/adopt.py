@@ -1,0 +1,501 @@
+# Copyright: hardening.docker_authz contributors
+# Apache License 2.0 (see LICENSE)
+"""Take over an opa-docker-authz plugin set up by hand. Standard library only (runs on hosts).
+
+The how-to installs the plugin under its full reference with no alias
+(``docker plugin install openpolicyagent/opa-docker-authz-v2:0.4 opa-args=...``) and hooks it
+into ``authorization-plugins`` by that reference. The role cannot install its own plugin beside
+it: opa-docker-authz answers the JSON-array body of every plugin pull/set request with an error,
+and once the role's policy is in the file both plugins read, the old one enforces it too.
+
+:func:`plan` recognises such a plugin by what it is (its socket ``opa-docker-authz.sock``, an
+entrypoint or ``opa-args`` of opa-docker-authz, an authorization plugin), never by its name,
+read from dockerd's plugin store on disk (so it works while a plugin locks the API).
+Authorization plugins of any other kind stay where they are.
+
+:func:`adopt` swaps it for the role's plugin in ONE module call on the host, so that the window
+without this enforcement is as short as the engine allows:
+
+1. back up the old policy (``<policy>.<timestamp>.before-adoption~``) and daemon.json;
+2. unhook the old plugin(s) from daemon.json and reload dockerd  -- enforcement off --
+3. write the role's compiled policy (file mode; atomic), install the role's plugin under its
+   alias, set its args, enable it;
+4. remove the old plugin(s) (nothing in the chain to refuse it);
+5. hook the role's plugin at the old one's place and reload dockerd -- enforcement on --
+   measured until a privileged create of a missing image is denied by the role's plugin.
+
+A failure before step 4 puts everything back (daemon.json, policy, reload, the new plugin
+removed) and names the cause; the host is then as before, enforced by the old plugin.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .daemon_config import (
+    DaemonConfigError,
+    atomic_write,
+    backup_file,
+    file_lock,
+    parse_document,
+    render,
+    run_systemctl,
+)
+from .diagnose import dockerd_pid, same_plugin
+from .docker_api import DockerAPIError, DockerClient, DockerError
+from .plugin import PluginError, ensure
+
+OPA_SOCKET = "opa-docker-authz.sock"
+OPA_ARGS_NAME = "opa-args"
+DEFAULT_DATA_ROOT = "/var/lib/docker"
+PROBE_IMAGE = "hardening-docker-authz.invalid/adopt-probe:absent"
+UNHOOK_RETRY_SECONDS = 20.0
+
+
+class AdoptError(Exception):
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass
+class Found:
+    """An installed plugin of the opa-docker-authz kind that is not the role's own."""
+
+    name: str
+    plugin_id: str
+    reference: str
+    enabled: bool
+    args: list[str]
+    why: str
+    position: int | None  # index in authorization-plugins, None when not hooked
+
+
+@dataclass
+class Plan:
+    alias: str
+    chain_before: list[str]
+    chain_unhooked: list[str] = field(default_factory=list)
+    chain_after: list[str] = field(default_factory=list)
+    adopt: list[Found] = field(default_factory=list)  # hooked: swapped for ours
+    stale: list[Found] = field(default_factory=list)  # installed, not hooked: removed in the window
+    others: list[str] = field(default_factory=list)  # other authorization plugins: they stay
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------ recognition
+def _types(iface: dict[str, Any]) -> list[str]:
+    out = []
+    for t in iface.get("Types") or iface.get("types") or []:
+        if isinstance(t, dict):
+            out.append(f"{t.get('Prefix', '')}.{t.get('Capability', '')}/{t.get('Version', '')}")
+        else:
+            out.append(str(t))
+    return out
+
+
+def recognise(plugin: dict[str, Any]) -> str | None:
+    """Why ``plugin`` (an object of ``GET /plugins`` or of the plugin store) is opa-docker-authz,
+    or None. Judged by what it is - an authorization plugin whose socket, entrypoint or settable
+    args are opa-docker-authz's - never by its name or reference."""
+    cfg = plugin.get("Config") or {}
+    iface = cfg.get("Interface") or {}
+    if not any(t.split("/", 1)[0].endswith("authz") for t in _types(iface)):
+        return None
+    socket = str(iface.get("Socket") or "")
+    entry = [str(e) for e in cfg.get("Entrypoint") or []]
+    args_name = str((cfg.get("Args") or {}).get("Name") or "")
+    if socket == OPA_SOCKET:
+        return f"authorization plugin serving {OPA_SOCKET}"
+    if any("opa-docker-authz" in os.path.basename(e) or "opa-docker-authz" in e for e in entry):
+        return f"authorization plugin with entrypoint {' '.join(entry)}"
+    if args_name == OPA_ARGS_NAME:
+        return f"authorization plugin configured by {OPA_ARGS_NAME}"
+    return None
+
+
+def read_store(data_root: str = DEFAULT_DATA_ROOT) -> list[dict[str, Any]]:
+    """The managed plugins in dockerd's store (``<data-root>/plugins/<id>/config.json``)."""
+    base = os.path.join(data_root, "plugins")
+    out: list[dict[str, Any]] = []
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            with open(os.path.join(base, entry, "config.json"), encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("plugin"), dict):
+            doc = doc["plugin"]
+        if isinstance(doc, dict) and doc.get("Name"):
+            doc.setdefault("Id", entry)
+            out.append(doc)
+    return out
+
+
+def _is_ours(name: str, alias: str) -> bool:
+    return same_plugin(name, alias)
+
+
+def plan(hooked: list[str], plugins: list[dict[str, Any]], alias: str) -> Plan:
+    """What adoption does on a host whose daemon.json hooks ``hooked`` and whose store holds
+    ``plugins``. Empty ``adopt`` and ``stale``: nothing to do."""
+    p = Plan(alias=alias, chain_before=list(hooked))
+    found: list[Found] = []
+    for obj in plugins:
+        name = str(obj.get("Name") or "")
+        if not name or _is_ours(name, alias):
+            continue
+        why = recognise(obj)
+        if why is None:
+            continue
+        pos = next((i for i, h in enumerate(hooked) if same_plugin(h, name)), None)
+        settings = obj.get("Settings") or {}
+        found.append(
+            Found(
+                name=name,
+                plugin_id=str(obj.get("Id") or ""),
+                reference=str(obj.get("PluginReference") or name),
+                enabled=bool(obj.get("Enabled")),
+                args=[str(a) for a in settings.get("Args") or []],
+                why=why,
+                position=pos,
+            )
+        )
+    p.adopt = sorted((f for f in found if f.position is not None), key=lambda f: f.position or 0)
+    p.stale = [f for f in found if f.position is None]
+    old = {f.name for f in found}
+    p.others = [h for h in hooked if not _is_ours(h, alias) and not any(same_plugin(h, n) for n in old)]
+    p.chain_unhooked = [h for h in hooked if not any(same_plugin(h, f.name) for f in p.adopt)]
+    after: list[str] = []
+    ours_hooked = any(_is_ours(h, alias) for h in hooked)
+    placed = ours_hooked
+    for h in hooked:
+        if any(same_plugin(h, f.name) for f in p.adopt):
+            if not placed:
+                after.append(alias)
+                placed = True
+            continue
+        after.append(h)
+    p.chain_after = after
+    return p
+
+
+def describe(p: Plan, reference: str, policy_path: str | None, check_mode: bool) -> str:
+    """Exactly what :func:`adopt` does (or did), in words."""
+    if not p.adopt and not p.stale:
+        return f"No opa-docker-authz plugin other than {p.alias} is installed: nothing to adopt."
+    parts = []
+    for f in p.adopt:
+        parts.append(
+            f"{f.name} ({f.why}; reference {f.reference}; args {' '.join(f.args) or 'none'}; "
+            f"{'enabled' if f.enabled else 'disabled'}) hooked at position {(f.position or 0) + 1} of "
+            f"authorization-plugins {json.dumps(p.chain_before)}"
+        )
+    head = "Check mode: the run would adopt " if check_mode else "Adopting "
+    steps = []
+    if p.adopt:
+        if policy_path:
+            steps.append(
+                f"back up {policy_path} (the old policy) beside it as {policy_path}.<time>.before-adoption~"
+            )
+        steps.append(
+            f"unhook {', '.join(f.name for f in p.adopt)} from daemon.json ({json.dumps(p.chain_unhooked)}) "
+            "and reload dockerd: from here until the last step this plugin enforces nothing"
+            + (f" (still enforcing: {', '.join(p.others)})" if p.others else "")
+        )
+        if policy_path:
+            steps.append(f"write the role's compiled policy to {policy_path}")
+        steps.append(f"install {reference} as {p.alias}, set its args and enable it")
+    gone = p.adopt + p.stale
+    steps.append(f"remove the old plugin{'s' if len(gone) > 1 else ''} {', '.join(f.name for f in gone)}")
+    if p.adopt:
+        steps.append(
+            f"hook {p.alias} at the old plugin's place ({json.dumps(p.chain_after)}) and reload dockerd: "
+            "enforcement on again (the window is measured and reported)"
+        )
+    msg = head + ("; ".join(parts) if parts else "nothing hooked")
+    if p.stale:
+        msg += ". Installed but not hooked: " + ", ".join(f"{f.name} ({f.why})" for f in p.stale)
+    if p.others:
+        msg += f". Other authorization plugins stay where they are: {', '.join(p.others)}"
+    return msg + ". Steps: " + "; ".join(f"({i}) {s}" for i, s in enumerate(steps, 1)) + "."
+
+
+# ------------------------------------------------------------------------------ host actions
+Reloader = Callable[[], None]
+
+
+def make_reloader(method: str, pidfile: str) -> Reloader:
+    """SIGHUP to dockerd (``signal``) or ``systemctl reload docker`` (``systemd``); ``auto``
+    picks systemd when it runs as PID 1 (``/run/systemd/system``)."""
+    if method == "auto":
+        method = "systemd" if os.path.isdir("/run/systemd/system") else "signal"
+
+    def reload() -> None:
+        if method == "systemd":
+            rc, out = run_systemctl(["reload", "docker"])
+            if rc != 0:
+                raise AdoptError(f"systemctl reload docker failed (exit {rc}): {out.strip()}")
+            return
+        pid = dockerd_pid(pidfile)
+        if pid is None:
+            raise AdoptError(f"no dockerd process to reload (pid file {pidfile}, /proc)")
+        os.kill(pid, signal.SIGHUP)
+
+    return reload
+
+
+def _write_chain(path: str, doc: dict[str, Any], chain: list[str]) -> bytes:
+    new = dict(doc)
+    if chain:
+        new["authorization-plugins"] = chain
+    else:
+        new.pop("authorization-plugins", None)
+    data = render(new).encode("utf-8")
+    atomic_write(path, data)
+    return data
+
+
+def _probe_enforced(client: DockerClient, alias: str) -> str:
+    """``denied`` when the role's plugin denies a privileged create of a missing image,
+    ``open`` when the engine let it through to the image lookup, else the error text."""
+    try:
+        resp = client.raw_request(
+            "POST",
+            "/containers/create",
+            body={"Image": PROBE_IMAGE, "HostConfig": {"Privileged": True}},
+            timeout=10,
+        )
+    except DockerError as exc:
+        return str(exc)
+    msg = resp.message if resp.status >= 400 else ""
+    if resp.status == 403 and alias in msg:
+        return "denied"
+    if resp.status == 404:
+        return "open"
+    return f"HTTP {resp.status} {msg}"
+
+
+def _wait_enforced(client: DockerClient, alias: str, timeout: float) -> tuple[bool, str]:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        last = _probe_enforced(client, alias)
+        if last == "denied":
+            return True, last
+        if time.monotonic() >= deadline:
+            return False, last
+        time.sleep(0.02)
+
+
+def _install(params: dict[str, Any], client: DockerClient, blockers: list[str]) -> dict[str, Any]:
+    """The role's plugin installed, configured and enabled; retried while dockerd has not yet
+    applied the unhook (an old plugin still refuses the pull's body)."""
+    deadline = time.monotonic() + UNHOOK_RETRY_SECONDS
+    while True:
+        try:
+            return ensure(
+                {
+                    "name": params["alias"],
+                    "reference": params["reference"],
+                    "args": params["args"],
+                    "registry_auth": params.get("registry_auth") or None,
+                    "socket": params["socket"],
+                    "digest_check": params.get("digest_check", True),
+                    "timeout": params.get("timeout") or 120,
+                    "state": "enabled",
+                },
+                check_mode=False,
+                client=client,
+            )
+        except PluginError as exc:
+            blocker = str(exc.details.get("blocking_plugin") or "")
+            if blocker and any(same_plugin(blocker, b) for b in blockers) and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise
+
+
+def adopt(
+    params: dict[str, Any],
+    check_mode: bool = False,
+    client: DockerClient | None = None,
+    reloader: Reloader | None = None,
+) -> dict[str, Any]:
+    """Plan (check mode) or carry out the adoption; return the module result."""
+    alias = str(params["alias"])
+    dj_path = str(params["daemon_json_path"])
+    policy_path = params.get("policy_path") or None
+    policy_text = params.get("policy_text")
+    raw = b""
+    if os.path.exists(dj_path):
+        with open(dj_path, "rb") as fh:
+            raw = fh.read()
+    doc = parse_document(raw, dj_path)
+    hooked = [str(h) for h in doc.get("authorization-plugins") or []]
+    data_root = str(doc.get("data-root") or params.get("data_root") or DEFAULT_DATA_ROOT)
+    p = plan(hooked, read_store(data_root), alias)
+    result: dict[str, Any] = {
+        "changed": bool(p.adopt or p.stale),
+        "plan": p.as_dict(),
+        "adopted": [f.name for f in p.adopt],
+        "removed": [f.name for f in p.adopt + p.stale],
+        "policy_backup": None,
+        "daemon_json_backup": None,
+        "unenforced_seconds": None,
+        "enforcement_confirmed": None,
+        "message": describe(p, str(params["reference"]), policy_path if p.adopt else None, check_mode),
+    }
+    if not result["changed"]:
+        return result
+    old_policy: bytes | None = None
+    if policy_path and os.path.exists(policy_path):
+        with open(policy_path, "rb") as fh:
+            old_policy = fh.read()
+    result["diff"] = [
+        {
+            "before_header": dj_path,
+            "after_header": dj_path,
+            "before": render(doc) if raw else "",
+            "after": render({**doc, "authorization-plugins": p.chain_after} if p.chain_after else doc),
+        }
+    ]
+    if p.adopt and policy_path and policy_text is not None:
+        result["diff"].append(
+            {
+                "before_header": policy_path,
+                "after_header": policy_path,
+                "before": (old_policy or b"").decode("utf-8", "replace"),
+                "after": policy_text,
+            }
+        )
+    if check_mode:
+        return result
+
+    client = client or DockerClient(str(params["socket"]), timeout=float(params.get("timeout") or 120))
+    reload = reloader or make_reloader(str(params.get("reload_method") or "auto"), str(params["pidfile"]))
+    if not p.adopt:
+        # installed, not hooked: nothing enforces through them, but the role's own plugin (if
+        # hooked) would deny their removal; it is removed while nothing of ours is hooked only.
+        _remove_old(client, p.stale, result)
+        return result
+
+    with file_lock(dj_path):
+        if policy_path and old_policy is not None:
+            result["policy_backup"] = _backup(policy_path)
+        if raw:
+            result["daemon_json_backup"] = backup_file(dj_path)
+        blockers = [f.name for f in p.adopt]
+        t_off = time.monotonic()
+        _write_chain(dj_path, doc, p.chain_unhooked)
+        reload()
+        try:
+            if policy_path and policy_text is not None:
+                atomic_write(policy_path, policy_text.encode("utf-8"))
+            installed = _install(params, client, blockers)
+        except (PluginError, DockerError, OSError, AdoptError) as exc:
+            restored = _put_back(dj_path, raw, policy_path, old_policy, reload, client, alias)
+            raise AdoptError(
+                f"adoption of {', '.join(blockers)} failed while the role's plugin was being installed: "
+                f"{exc}. Restored: {restored}. The host is as before, enforced by the old plugin. "
+                "Fix the cause and run again.",
+                restored=restored,
+            ) from None
+        _remove_old(client, p.adopt + p.stale, result)
+        _write_chain(dj_path, doc, p.chain_after)
+        t_hook = time.monotonic()
+        reload()
+        confirmed, last = _wait_enforced(client, alias, float(params.get("confirm_timeout") or 15))
+        t_on = time.monotonic()
+    result["unenforced_seconds"] = round(t_on - t_off, 2)
+    result["reload_to_enforced_seconds"] = round(t_on - t_hook, 3)
+    result["enforcement_confirmed"] = confirmed
+    result["plugin"] = installed.get("plugin")
+    with open(dj_path, "rb") as fh:
+        result["daemon_json_b64"] = base64.b64encode(fh.read()).decode("ascii")
+    done = (
+        f"Adopted {', '.join(f.name for f in p.adopt)}: {alias} ({params['reference']}) now sits at its "
+        "place in "
+        f"authorization-plugins {json.dumps(p.chain_after)}; removed {', '.join(result['removed'])}. "
+        f"Without this enforcement for {result['unenforced_seconds']} s (unhook to the first request "
+        f"{alias} denied)."
+    )
+    if not confirmed:
+        done = done.replace(
+            "(unhook to the first request", "(unhook to the reload; no request was seen denied:"
+        )
+        done += f" The probe's last answer: {last} (the policy may allow privileged containers)."
+    if result["policy_backup"]:
+        done += f" The old policy is kept as {result['policy_backup']}."
+    result["message"] = done
+    return result
+
+
+def _backup(path: str) -> str:
+    dest = f"{path}.{time.strftime('%Y-%m-%d@%H:%M:%S')}.before-adoption~"
+    shutil.copy2(path, dest)
+    return dest
+
+
+def _remove_old(client: DockerClient, gone: list[Found], result: dict[str, Any]) -> None:
+    warnings = result.setdefault("warnings", [])
+    for f in gone:
+        try:
+            # unhooked: forcing it out cannot switch off enforcement
+            client.delete(f"/plugins/{f.plugin_id}", query={"force": True}, timeout=70)
+        except DockerAPIError as exc:
+            warnings.append(
+                f"could not remove the old plugin {f.name} ({exc}); it is no longer hooked and enforces "
+                "nothing: "
+                f"remove it by hand (docker plugin rm -f {f.name}) while no authorization plugin denies it"
+            )
+
+
+def _put_back(
+    dj_path: str,
+    raw: bytes,
+    policy_path: str | None,
+    old_policy: bytes | None,
+    reload: Reloader,
+    client: DockerClient,
+    alias: str,
+) -> str:
+    done = []
+    try:
+        client.delete(f"/plugins/{alias}", query={"force": True}, timeout=70)
+        done.append(f"{alias} removed")
+    except DockerError:
+        pass
+    if policy_path:
+        try:
+            if old_policy is not None:
+                atomic_write(policy_path, old_policy)
+                done.append(f"{policy_path} restored")
+            elif os.path.exists(policy_path):
+                os.unlink(policy_path)
+                done.append(f"{policy_path} removed")
+        except OSError as exc:
+            done.append(f"{policy_path} NOT restored ({exc})")
+    try:
+        if raw:
+            atomic_write(dj_path, raw)
+        done.append("daemon.json restored")
+        reload()
+        done.append("dockerd reloaded")
+    except (OSError, AdoptError, DaemonConfigError) as exc:
+        done.append(f"daemon.json or the reload FAILED ({exc})")
+    return ", ".join(done)

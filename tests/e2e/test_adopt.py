@@ -1,0 +1,169 @@
+"""Adoption: a host set up the way the how-to does it is taken over by harden.yml.
+
+One disposable Docker-in-Docker host (tests in file order, building on each other's state), set
+up with the host's own tools as the how-to does: the plugin installed under its full reference
+with no alias (the test double under a reference other than the role's), hooked into
+authorization-plugins by that reference, its policy at /etc/docker/policies/authz.rego, plus an
+authorization plugin of another kind (a legacy plugin that allows everything) after it, which
+must stay. Judged with the host's docker CLI and files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.e2e.conftest import ALIAS, DAEMON_JSON, POLICY, TIMINGS, Fleet
+from tests.lib.ansible_run import PlaybookRun
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+OTHER = "allow-all"
+# The how-to's policy (v1 syntax: the double parses Rego v1 only, as v0.10 does).
+HOWTO_POLICY = """package docker.authz
+
+default allow := false
+
+allow if {
+    not deny
+}
+
+deny if {
+    input.Body.HostConfig.Privileged == true
+}
+"""
+# A legacy (unmanaged) authorization plugin: another team's, which the adoption must keep.
+LEGACY_PLUGIN = r"""
+import json, os, socketserver, http.server
+PATH = "/run/docker/plugins/allow-all.sock"
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = {"Implements": ["authz"]} if self.path == "/Plugin.Activate" else {"Allow": True}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.docker.plugins.v1+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    def get_request(self):
+        req, _ = super().get_request()
+        return req, ("local", 0)
+os.makedirs(os.path.dirname(PATH), exist_ok=True)
+if os.path.exists(PATH):
+    os.unlink(PATH)
+S(PATH, H).serve_forever()
+"""
+
+
+def _ok(run: PlaybookRun) -> str:
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-6000:]
+    return out
+
+
+def _old_ref(fleet: Fleet) -> str:
+    # the double is also pushed as :v0.10: a reference other than the role's :v0.10-linux-amd64
+    return re.sub(r":[^:/]+$", ":v0.10", fleet.plugin_ref)
+
+
+def _chain(fleet: Fleet) -> list[str]:
+    return list(json.loads(fleet.host.read_file(DAEMON_JSON)).get("authorization-plugins", []))
+
+
+@pytest.fixture(scope="module")
+def howto(fleet: Fleet) -> str:
+    """The how-to set-up on the module's host; returns the old plugin's name (its reference)."""
+    h = fleet.host
+    old = _old_ref(fleet)
+    h.write_file(POLICY, HOWTO_POLICY, mode="0644")
+    h.docker(
+        "plugin", "install", "--grant-all-permissions", old, "opa-args=-policy-file /opa/policies/authz.rego"
+    )
+    h.write_file("/usr/local/sbin/allow-all-authz.py", LEGACY_PLUGIN, mode="0755")
+    h.sh("setsid nohup python3 /usr/local/sbin/allow-all-authz.py >/dev/null 2>&1 &")
+    h.sh(
+        "for i in $(seq 50); do [ -S /run/docker/plugins/allow-all.sock ] && exit 0; sleep 0.1; done; exit 1"
+    )
+    doc = json.loads(h.exec("cat", DAEMON_JSON, check=False).stdout or "{}")
+    doc["authorization-plugins"] = [old, OTHER]
+    h.write_file(DAEMON_JSON, json.dumps(doc, indent=2) + "\n")
+    h.hup_dockerd()
+    # the how-to's plugin enforces its policy
+    err = fleet.privileged_run()
+    assert f"authorization denied by plugin {old}" in err, err
+    fleet.compliant_run()
+    return old
+
+
+def test_check_mode_says_exactly_what_adoption_does(fleet: Fleet, howto: str) -> None:
+    h = fleet.host
+    before = (h.read_file(DAEMON_JSON), h.read_file(POLICY), fleet.state().plugins)
+    run, _ = fleet.play("harden.yml", args=["--check", "--diff"])
+    out = _ok(run)
+    said = str(fleet.task(run, "Say what the adoption will do")["result"]["msg"])
+    assert said.startswith(
+        f"Check mode: the run would adopt {howto} (authorization plugin serving opa-docker-authz.sock"
+    ), said
+    assert f"hooked at position 1 of authorization-plugins {json.dumps([howto, OTHER])}" in said, said
+    assert f"Other authorization plugins stay where they are: {OTHER}" in said, said
+    for step in (
+        f"back up {POLICY}",
+        f"unhook {howto} from daemon.json ({json.dumps([OTHER])})",
+        f"write the role's compiled policy to {POLICY}",
+        f"as {ALIAS}, set its args and enable it",
+        f"remove the old plugin {howto}",
+        f"hook {ALIAS} at the old plugin's place ({json.dumps([ALIAS, OTHER])})",
+    ):
+        assert step in said, (step, said)
+    # diff mode shows daemon.json's new chain
+    assert f'+    "{ALIAS}",' in out or f'+  "authorization-plugins": [\n+    "{ALIAS}"' in out, out[-4000:]
+    assert (h.read_file(DAEMON_JSON), h.read_file(POLICY), fleet.state().plugins) == before, (
+        "check mode changed the host"
+    )
+
+
+def test_harden_adopts_the_howto_plugin(fleet: Fleet, howto: str) -> None:
+    h = fleet.host
+    pid = h.dockerd_pid()
+    run, seconds = fleet.play("harden.yml")
+    TIMINGS["adopt: harden.yml adopting a how-to host"] = seconds
+    _ok(run)
+    res = fleet.task(
+        run, "Adopt the plugin (unhook, install ours, remove the old one, hook ours at its place)"
+    )["result"]
+    TIMINGS["adopt: window without enforcement"] = float(res["unenforced_seconds"])
+    print(
+        f"\nadoption: unenforced window {res['unenforced_seconds']} s, "
+        f"hook reload to first denial {res['reload_to_enforced_seconds']} s"
+    )
+    assert res["enforcement_confirmed"] is True, res
+    assert res["adopted"] == [howto] and res["removed"] == [howto], res
+    said = str(fleet.task(run, "Report the adoption")["result"]["msg"])
+    assert said.startswith(f"Adopted {howto}: {ALIAS}"), said
+    assert f"Without this enforcement for {res['unenforced_seconds']} s" in said, said
+    # one plugin, ours, at the old one's place; the other plugin stays
+    state = fleet.state()
+    assert [p["name"] for p in state.plugins] == [f"{ALIAS}:latest"], state.plugins
+    assert _chain(fleet) == [ALIAS, OTHER]
+    fleet.assert_enforced()
+    assert h.dockerd_pid() == pid, "adoption needs reloads only"
+    # the old policy kept as a backup, named in the report
+    backup = res["policy_backup"]
+    assert backup and backup in said and h.read_file(backup) == HOWTO_POLICY
+    assert h.read_file(POLICY) != HOWTO_POLICY
+
+
+def test_second_run_changes_nothing(fleet: Fleet, howto: str) -> None:
+    run, _ = fleet.play("harden.yml")
+    _ok(run)
+    changed = [r["task"] for r in run.results if r["host"] == fleet.host.name and r["result"].get("changed")]
+    assert changed == [], changed
+    assert fleet.ran(run, "Adopt the plugin") == []
+    assert _chain(fleet) == [ALIAS, OTHER]
