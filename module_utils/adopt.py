@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -207,26 +208,36 @@ def describe(p: Plan, reference: str, policy_path: str | None, check_mode: bool)
         )
     head = "Check mode: the run would adopt " if check_mode else "Adopting "
     steps = []
+    old = ", ".join(f.name for f in p.adopt)
+    gone = p.adopt + p.stale
+    plural = "s" if len(gone) > 1 else ""
     if p.adopt:
         if policy_path:
             steps.append(
                 f"back up {policy_path} (the old policy) beside it as {policy_path}.<time>.before-adoption~"
             )
         steps.append(
-            f"unhook {', '.join(f.name for f in p.adopt)} from daemon.json ({json.dumps(p.chain_unhooked)}) "
-            "and reload dockerd: from here until the last step this plugin enforces nothing"
-            + (f" (still enforcing: {', '.join(p.others)})" if p.others else "")
+            f"install {reference} as {p.alias}, set its args and enable it while {old} still enforces (the "
+            "plugin requests' bodies are sent as application/json; charset=utf-8, which opa-docker-authz "
+            "does not parse, so the old policy judges them without their body); if the old policy refuses "
+            f"them, {old} is unhooked first ({json.dumps(p.chain_unhooked)}, reload) and this enforcement "
+            f"is off until {p.alias} is hooked"
+        )
+        steps.append(
+            f"put {p.alias} in place of {old} in authorization-plugins ({json.dumps(p.chain_after)}) and "
+            "reload dockerd: one reload, no window"
+        )
+        steps.append(
+            f"remove the old plugin{plural} {', '.join(f.name for f in gone)}; if the policy in force "
+            f"denies that, unhook {p.alias}, remove, hook it again (a window of about a second, measured)"
         )
         if policy_path:
-            steps.append(f"write the role's compiled policy to {policy_path}")
-        steps.append(f"install {reference} as {p.alias}, set its args and enable it")
-    gone = p.adopt + p.stale
-    steps.append(f"remove the old plugin{'s' if len(gone) > 1 else ''} {', '.join(f.name for f in gone)}")
-    if p.adopt:
-        steps.append(
-            f"hook {p.alias} at the old plugin's place ({json.dumps(p.chain_after)}) and reload dockerd: "
-            "enforcement on again (the window is measured and reported)"
-        )
+            steps.append(
+                f"write the role's compiled policy to {policy_path} ({p.alias} reads it on the next request; "
+                "first, before the swap, when the old plugin reads another file)"
+            )
+    else:
+        steps.append(f"remove the old plugin{plural} {', '.join(f.name for f in gone)} (not hooked)")
     msg = head + ("; ".join(parts) if parts else "nothing hooked")
     if p.stale:
         msg += ". Installed but not hooked: " + ", ".join(f"{f.name} ({f.why})" for f in p.stale)
@@ -283,7 +294,7 @@ def _probe_enforced(client: DockerClient, alias: str) -> str:
     except DockerError as exc:
         return str(exc)
     msg = resp.message if resp.status >= 400 else ""
-    if resp.status == 403 and alias in msg:
+    if resp.status == 403 and _names(msg, alias):
         return "denied"
     if resp.status == 404:
         return "open"
@@ -400,49 +411,262 @@ def adopt(
         if raw:
             result["daemon_json_backup"] = backup_file(dj_path)
         blockers = [f.name for f in p.adopt]
-        t_off = time.monotonic()
-        _write_chain(dj_path, doc, p.chain_unhooked)
-        reload()
+        gone = p.adopt + p.stale
+        confirm = float(params.get("confirm_timeout") or 15)
+        installed: dict[str, Any] | None = None
         try:
-            if policy_path and policy_text is not None:
-                atomic_write(policy_path, policy_text.encode("utf-8"))
-            installed = _install(params, client, blockers)
-        except (PluginError, DockerError, OSError, AdoptError) as exc:
-            restored = _put_back(dj_path, raw, policy_path, old_policy, reload, client, alias)
-            raise AdoptError(
-                f"adoption of {', '.join(blockers)} failed while the role's plugin was being installed: "
-                f"{exc}. Restored: {restored}. The host is as before, enforced by the old plugin. "
-                "Fix the cause and run again.",
-                restored=restored,
-            ) from None
-        _remove_old(client, p.adopt + p.stale, result)
-        _write_chain(dj_path, doc, p.chain_after)
-        t_hook = time.monotonic()
-        reload()
-        confirmed, last = _wait_enforced(client, alias, float(params.get("confirm_timeout") or 15))
-        t_on = time.monotonic()
-    result["unenforced_seconds"] = round(t_on - t_off, 2)
-    result["reload_to_enforced_seconds"] = round(t_on - t_hook, 3)
-    result["enforcement_confirmed"] = confirmed
+            # the old plugin still enforces: it judges the install by path (it cannot parse the
+            # body either way), its policy decides
+            installed = ensure(_install_params(params), check_mode=False, client=_hidden_body_client(client))
+        except PluginError as exc:
+            if exc.details.get("reason") != "authz_chain_refused":
+                raise AdoptError(
+                    f"cannot install {params['reference']} as {alias}: {exc}. Nothing was changed: "
+                    f"{', '.join(blockers)} still enforces. Fix the cause and run again.",
+                    **exc.details,
+                ) from None
+            result["preinstall_refused"] = str(exc)
+        if installed is not None:
+            result["mode"] = "handover"
+            _handover(
+                dj_path,
+                doc,
+                p,
+                policy_path,
+                policy_text,
+                reload,
+                client,
+                gone,
+                result,
+                confirm,
+                str(params["args"]).split(),
+            )
+        else:
+            result["mode"] = "window"
+            t_off = time.monotonic()
+            _write_chain(dj_path, doc, p.chain_unhooked)
+            reload()
+            try:
+                if policy_path and policy_text is not None:
+                    atomic_write(policy_path, policy_text.encode("utf-8"))
+                installed = _install(params, client, blockers)
+            except (PluginError, DockerError, OSError, AdoptError) as exc:
+                restored = _put_back(dj_path, raw, policy_path, old_policy, reload, client, alias)
+                raise AdoptError(
+                    f"adoption of {', '.join(blockers)} failed while the role's plugin was being installed: "
+                    f"{exc}. Restored: {restored}. The host is as before, enforced by the old plugin. "
+                    "Fix the cause and run again.",
+                    restored=restored,
+                ) from None
+            _remove_old(client, gone, result)
+            _write_chain(dj_path, doc, p.chain_after)
+            t_hook = time.monotonic()
+            reload()
+            _wait_head(client, alias, confirm)
+            t_on = time.monotonic()
+            confirmed, last = _wait_enforced(client, alias, confirm)
+            result["unenforced_seconds"] = round(t_on - t_off, 2)
+            result["reload_to_enforced_seconds"] = round(t_on - t_hook, 3)
+            result["enforcement_confirmed"] = confirmed
+            result["last_probe"] = last
+    not_removed = result.pop("_not_removed", [])
+    result["removed"] = [n for n in result["removed"] if n not in not_removed]
     result["plugin"] = installed.get("plugin")
     with open(dj_path, "rb") as fh:
         result["daemon_json_b64"] = base64.b64encode(fh.read()).decode("ascii")
+    result["message"] = _done_message(p, params, result)
+    return result
+
+
+def _policy_file(args: list[str]) -> str | None:
+    """The file ``-policy-file`` names in opa-args (``-policy-file X``, ``--policy-file=X``)."""
+    for i, a in enumerate(args):
+        name, eq, value = a.partition("=")
+        if name in ("-policy-file", "--policy-file"):
+            if eq:
+                return value
+            return args[i + 1] if i + 1 < len(args) else None
+    return None
+
+
+def _install_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": params["alias"],
+        "reference": params["reference"],
+        "args": params["args"],
+        "registry_auth": params.get("registry_auth") or None,
+        "socket": params["socket"],
+        "digest_check": params.get("digest_check", True),
+        "timeout": params.get("timeout") or 120,
+        "state": "enabled",
+    }
+
+
+class _HiddenBodyClient(DockerClient):
+    """Sends JSON-array bodies (plugin pull/set privileges and settings) as
+    ``application/json; charset=utf-8``: dockerd parses them, opa-docker-authz compares the header
+    exactly and judges the request without its body instead of failing on the array."""
+
+    def raw_request(self, method: str, path: str, **kw: Any) -> Any:
+        if isinstance(kw.get("body"), list):
+            kw["headers"] = {**(kw.get("headers") or {}), "Content-Type": "application/json; charset=utf-8"}
+        return super().raw_request(method, path, **kw)
+
+
+def _hidden_body_client(client: Any) -> Any:
+    if type(client) is DockerClient:
+        return _HiddenBodyClient(client.socket_path, timeout=client.timeout)
+    return client  # a test double
+
+
+def _chain_head(client: Any, alias: str) -> str:
+    """Which opa-docker-authz answers first: a plugin set with a JSON-array body for a plugin that
+    does not exist fails in the first opa-docker-authz of the chain, whatever its policy, and
+    dockerd's error names it (``plugin X failed with error``). Returns ``ours``, ``other`` or the
+    answer's text."""
+    try:
+        resp = client.raw_request(
+            "POST", "/plugins/hardening-adopt-probe-absent:latest/set", body=["x=1"], timeout=10
+        )
+    except DockerError as exc:
+        return str(exc)
+    msg = resp.message
+    if _names(msg, alias):
+        return "ours"
+    if "failed with error" in msg or "authorization denied" in msg:
+        return "other"
+    return f"HTTP {resp.status} {msg}"
+
+
+def _wait_head(client: Any, alias: str, timeout: float) -> bool:
+    """Wait until the role's plugin is the first opa-docker-authz dockerd asks (the reload took)."""
+    deadline = time.monotonic() + timeout
+    while _chain_head(client, alias) != "ours":
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _names(msg: str, alias: str) -> bool:
+    return re.search(rf"plugin {re.escape(alias)}(?::latest)?(?: failed with error|: )", msg) is not None
+
+
+def _api_locked_by(client: Any, alias: str) -> str | None:
+    try:
+        resp = client.raw_request("GET", "/version", timeout=10)
+    except DockerError as exc:
+        return str(exc)
+    return resp.message if resp.status >= 400 and _names(resp.message, alias) else None
+
+
+def _handover(
+    dj_path: str,
+    doc: dict[str, Any],
+    p: Plan,
+    policy_path: str | None,
+    policy_text: str | None,
+    reload: Reloader,
+    client: Any,
+    gone: list[Found],
+    result: dict[str, Any],
+    confirm: float,
+    shared_args: list[str],
+) -> None:
+    """The role's plugin is installed and enabled while the old one still enforces: swap them in
+    one reload (no window), then remove the old one and write the role's policy."""
+    alias = p.alias
+    policy_written = False
+    if (
+        policy_path
+        and policy_text is not None
+        and not all(_policy_file(f.args) == _policy_file(shared_args) for f in p.adopt)
+    ):
+        # the old plugin reads another file: the role's policy goes in first (the role's plugin
+        # must not find its file missing, it would fail open)
+        atomic_write(policy_path, policy_text.encode("utf-8"))
+        policy_written = True
+    t_swap = time.monotonic()
+    _write_chain(dj_path, doc, p.chain_after)
+    reload()
+    _wait_head(client, alias, confirm)
+    result["swap_seconds"] = round(time.monotonic() - t_swap, 3)
+    result["unenforced_seconds"] = 0.0
+    if not policy_written:
+        locked = _api_locked_by(client, alias)
+        if locked and policy_path and policy_text is not None:
+            # the role's plugin cannot use the old policy (a v0 policy for a v1 plugin): the API
+            # fails closed until the role's policy is in place, a few milliseconds
+            atomic_write(policy_path, policy_text.encode("utf-8"))
+            policy_written = True
+            result["old_policy_unusable"] = locked
+    # removed at once if the policy in force allows it (the old one allowed the install)
+    _remove_old(client, gone, result, quiet=True)
+    left = [f for f in gone if f.name in result.pop("_not_removed", [])]
+    if not policy_written and policy_path and policy_text is not None:
+        atomic_write(policy_path, policy_text.encode("utf-8"))
+    if left:
+        # the role's policy (or the old one) denies plugin changes: a short unhook for the removal
+        t_off = time.monotonic()
+        _write_chain(dj_path, doc, p.chain_unhooked)
+        reload()
+        deadline = time.monotonic() + confirm
+        while True:
+            result.pop("_not_removed", None)
+            _remove_old(client, left, result, quiet=True)
+            if not result.get("_not_removed") or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        _write_chain(dj_path, doc, p.chain_after)
+        reload()
+        _wait_head(client, alias, confirm)
+        result["unenforced_seconds"] = round(time.monotonic() - t_off, 2)
+        if result.get("_not_removed"):
+            _remove_old(client, [f for f in left if f.name in result["_not_removed"]], result)
+    confirmed, last = _wait_enforced(client, alias, confirm)
+    result["enforcement_confirmed"] = confirmed
+    result["last_probe"] = last
+
+
+def _done_message(p: Plan, params: dict[str, Any], result: dict[str, Any]) -> str:
+    alias = p.alias
     done = (
         f"Adopted {', '.join(f.name for f in p.adopt)}: {alias} ({params['reference']}) now sits at its "
-        "place in "
-        f"authorization-plugins {json.dumps(p.chain_after)}; removed {', '.join(result['removed'])}. "
-        f"Without this enforcement for {result['unenforced_seconds']} s (unhook to the first request "
-        f"{alias} denied)."
+        f"place in authorization-plugins {json.dumps(p.chain_after)}; "
+        f"removed {', '.join(result['removed'])}. "
     )
-    if not confirmed:
-        done = done.replace(
-            "(unhook to the first request", "(unhook to the reload; no request was seen denied:"
+    if result["mode"] == "handover":
+        done += (
+            f"{alias} was installed and enabled while the old plugin still enforced, and took its place in "
+            f"one reload ({result['swap_seconds']} s until it answered first)"
         )
-        done += f" The probe's last answer: {last} (the policy may allow privileged containers)."
+        if result.get("old_policy_unusable"):
+            done += (
+                f"; it could not use the old policy ({result['old_policy_unusable'][:200]}), so requests "
+                "failed closed until the role's policy was written right after"
+            )
+        done += f". Without this enforcement for {result['unenforced_seconds']} s"
+        if result["unenforced_seconds"]:
+            done += (
+                " (the old plugin's removal, which the role's policy denies, between an unhook and a hook)"
+            )
+        done += "."
+    else:
+        done += (
+            "The old plugin refused the install while hooked "
+            f"({result.get('preinstall_refused', '')[:300]}), "
+            f"so it was unhooked first: without this enforcement for {result['unenforced_seconds']} s "
+            f"(from the unhook until {alias} answered first in the chain)."
+        )
+    if not result.get("enforcement_confirmed"):
+        done += (
+            f" No privileged create was seen denied by {alias} afterwards "
+            f"(last answer: {result.get('last_probe')}; the policy may allow privileged containers): "
+            "the verification decides."
+        )
     if result["policy_backup"]:
         done += f" The old policy is kept as {result['policy_backup']}."
-    result["message"] = done
-    return result
+    return done
 
 
 def _backup(path: str) -> str:
@@ -451,18 +675,19 @@ def _backup(path: str) -> str:
     return dest
 
 
-def _remove_old(client: DockerClient, gone: list[Found], result: dict[str, Any]) -> None:
-    warnings = result.setdefault("warnings", [])
+def _remove_old(client: Any, gone: list[Found], result: dict[str, Any], quiet: bool = False) -> None:
     for f in gone:
         try:
             # unhooked: forcing it out cannot switch off enforcement
             client.delete(f"/plugins/{f.plugin_id}", query={"force": True}, timeout=70)
         except DockerAPIError as exc:
-            warnings.append(
-                f"could not remove the old plugin {f.name} ({exc}); it is no longer hooked and enforces "
-                "nothing: "
-                f"remove it by hand (docker plugin rm -f {f.name}) while no authorization plugin denies it"
-            )
+            result.setdefault("_not_removed", []).append(f.name)
+            if not quiet:
+                result.setdefault("warnings", []).append(
+                    f"could not remove the old plugin {f.name} ({exc}); it is no longer hooked and enforces "
+                    f"nothing: remove it by hand (docker plugin rm -f {f.name}) while no authorization "
+                    "plugin denies it"
+                )
 
 
 def _put_back(

@@ -114,12 +114,11 @@ def test_check_mode_says_exactly_what_adoption_does(fleet: Fleet, howto: str) ->
     assert f"hooked at position 1 of authorization-plugins {json.dumps([howto, OTHER])}" in said, said
     assert f"Other authorization plugins stay where they are: {OTHER}" in said, said
     for step in (
-        f"back up {POLICY}",
-        f"unhook {howto} from daemon.json ({json.dumps([OTHER])})",
-        f"write the role's compiled policy to {POLICY}",
-        f"as {ALIAS}, set its args and enable it",
-        f"remove the old plugin {howto}",
-        f"hook {ALIAS} at the old plugin's place ({json.dumps([ALIAS, OTHER])})",
+        f"(1) back up {POLICY}",
+        f"(2) install {fleet.plugin_ref} as {ALIAS}, set its args and enable it while {howto} still enforces",
+        f"(3) put {ALIAS} in place of {howto} in authorization-plugins ({json.dumps([ALIAS, OTHER])})",
+        f"(4) remove the old plugin {howto}",
+        f"(5) write the role's compiled policy to {POLICY}",
     ):
         assert step in said, (step, said)
     # diff mode shows daemon.json's new chain
@@ -138,16 +137,19 @@ def test_harden_adopts_the_howto_plugin(fleet: Fleet, howto: str) -> None:
     res = fleet.task(
         run, "Adopt the plugin (unhook, install ours, remove the old one, hook ours at its place)"
     )["result"]
-    TIMINGS["adopt: window without enforcement"] = float(res["unenforced_seconds"])
+    TIMINGS["adopt: window, old plugin reads our file"] = float(res["unenforced_seconds"])
     print(
-        f"\nadoption: unenforced window {res['unenforced_seconds']} s, "
-        f"hook reload to first denial {res['reload_to_enforced_seconds']} s"
+        f"\nadoption (old plugin reads the same file): unenforced {res['unenforced_seconds']} s, "
+        f"swap reload until ours answered first {res['swap_seconds']} s"
     )
     assert res["enforcement_confirmed"] is True, res
     assert res["adopted"] == [howto] and res["removed"] == [howto], res
+    # the how-to policy allowed the install under the old plugin: one reload swapped them, the old
+    # plugin was removed under the old policy, then the role's policy was written - no window
+    assert res["mode"] == "handover" and res["unenforced_seconds"] == 0.0, res
     said = str(fleet.task(run, "Report the adoption")["result"]["msg"])
     assert said.startswith(f"Adopted {howto}: {ALIAS}"), said
-    assert f"Without this enforcement for {res['unenforced_seconds']} s" in said, said
+    assert "took its place in one reload" in said and "Without this enforcement for 0.0 s." in said, said
     # one plugin, ours, at the old one's place; the other plugin stays
     state = fleet.state()
     assert [p["name"] for p in state.plugins] == [f"{ALIAS}:latest"], state.plugins
@@ -167,3 +169,45 @@ def test_second_run_changes_nothing(fleet: Fleet, howto: str) -> None:
     assert changed == [], changed
     assert fleet.ran(run, "Adopt the plugin") == []
     assert _chain(fleet) == [ALIAS, OTHER]
+
+
+def test_old_plugin_under_an_alias_reading_another_file(fleet: Fleet, howto: str) -> None:
+    """remove.yml, then a hand install under another alias (same reference as the role's) reading
+    its own file, hooked after the other plugin. The role's policy goes in before the swap (the
+    old plugin does not read it), the swap needs one reload, and the old plugin's removal, which
+    the role's policy denies, happens between an unhook and a hook: a short, measured window."""
+    h = fleet.host
+    run, _ = fleet.play("remove.yml")
+    _ok(run)
+    assert fleet.state().plugins == [] and _chain(fleet) == [OTHER]
+    h.write_file("/etc/docker/policies/howto.rego", HOWTO_POLICY, mode="0644")
+    h.docker(
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--alias",
+        "howto-authz",
+        fleet.plugin_ref,
+        "opa-args=-policy-file /opa/policies/howto.rego",
+    )
+    doc = json.loads(h.read_file(DAEMON_JSON))
+    doc["authorization-plugins"] = [OTHER, "howto-authz"]
+    h.write_file(DAEMON_JSON, json.dumps(doc, indent=2) + "\n")
+    h.hup_dockerd()
+    err = fleet.privileged_run()
+    assert "authorization denied by plugin howto-authz" in err, err
+    run, seconds = fleet.play("harden.yml")
+    TIMINGS["adopt: harden.yml, old plugin reads another file"] = seconds
+    _ok(run)
+    res = fleet.task(
+        run, "Adopt the plugin (unhook, install ours, remove the old one, hook ours at its place)"
+    )["result"]
+    TIMINGS["adopt: window, removal denied by our policy"] = float(res["unenforced_seconds"])
+    print(f"\nadoption (old plugin reads another file): unenforced {res['unenforced_seconds']} s")
+    assert res["mode"] == "handover" and res["adopted"] == ["howto-authz:latest"], res
+    assert 0 < res["unenforced_seconds"] < 5, res
+    said = str(fleet.task(run, "Report the adoption")["result"]["msg"])
+    assert "(the old plugin's removal, which the role's policy denies, between an unhook and a hook)" in said
+    assert [p["name"] for p in fleet.state().plugins] == [f"{ALIAS}:latest"]
+    assert _chain(fleet) == [OTHER, ALIAS]
+    fleet.assert_enforced()

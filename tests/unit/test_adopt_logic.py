@@ -12,7 +12,7 @@ import pytest
 
 import module_utils.adopt as adopt_mod
 from module_utils.adopt import AdoptError, adopt, describe, plan, read_store, recognise
-from module_utils.docker_api import Response
+from module_utils.docker_api import DockerAPIError, Response
 from module_utils.plugin import PluginError
 
 ALIAS = "opa-docker-authz"
@@ -108,11 +108,10 @@ def test_describe_names_every_step_in_order() -> None:
     assert msg.startswith(f"Check mode: the run would adopt {HOWTO} (authorization plugin serving")
     order = [
         "(1) back up",
-        "(2) unhook",
-        "(3) write the role's compiled policy",
-        "(4) install ghcr.io/o/p:v0.10",
-        "(5) remove the old plugin",
-        "(6) hook opa-docker-authz at the old plugin's place",
+        "(2) install ghcr.io/o/p:v0.10 as opa-docker-authz, set its args and enable it while",
+        f'(3) put opa-docker-authz in place of {HOWTO} in authorization-plugins (["opa-docker-authz", "x"])',
+        "(4) remove the old plugin",
+        "(5) write the role's compiled policy",
     ]
     positions = [msg.index(s) for s in order]
     assert positions == sorted(positions), msg
@@ -121,25 +120,66 @@ def test_describe_names_every_step_in_order() -> None:
 
 # ------------------------------------------------------------------------------ the swap
 class FakeClient:
-    """Records calls; a privileged create is denied by ``denier`` once ``hooked`` says so."""
+    """Answers like dockerd with the chain ``head`` (the first opa-docker-authz) in front: a plugin
+    set with an array body fails in it, a privileged create is denied by it when ``denies``; a
+    DELETE of a plugin is refused while ``refuse_delete`` says so."""
 
-    def __init__(self, log: list[str], alias: str = ALIAS) -> None:
+    def __init__(self, log: list[str]) -> None:
         self.log = log
-        self.alias = alias
-        self.enforced = False
+        self.head = HOWTO
+        self.denies = True
+        self.refuse_delete: Any = lambda: False
 
     def raw_request(self, method: str, path: str, **kw: Any) -> Response:
         self.log.append(f"{method} {path}")
-        if self.enforced:
-            body = json.dumps({"message": f"authorization denied by plugin {self.alias}: no"}).encode()
-            return Response(403, "Forbidden", {}, body)
-        return Response(404, "Not Found", {}, b'{"message": "No such image"}')
+        if path.endswith("/set"):
+            msg = f"plugin {self.head} failed with error: AuthZPlugin.AuthZReq: json: cannot unmarshal array"
+            return Response(500, "Error", {}, json.dumps({"message": msg}).encode())
+        if path == "/containers/create" and self.denies:
+            msg = f"authorization denied by plugin {self.head}: no"
+            return Response(403, "Forbidden", {}, json.dumps({"message": msg}).encode())
+        if path == "/containers/create":
+            return Response(404, "Not Found", {}, b'{"message": "No such image"}')
+        return Response(200, "OK", {}, b"{}")
 
     def delete(self, path: str, **kw: Any) -> None:
         self.log.append(f"DELETE {path}")
+        if self.refuse_delete():
+            raise DockerAPIError(
+                "DELETE", path, 403, f"authorization denied by plugin {self.head}: plugin changes"
+            )
 
     def post(self, path: str, *a: Any, **kw: Any) -> None:
         self.log.append(f"POST {path}")
+
+
+def _reloader(host: dict[str, Any], client: FakeClient, log: list[str], chains: list[Any]) -> Any:
+    def reload() -> None:
+        chain = json.loads(host["dj"].read_text()).get("authorization-plugins")
+        chains.append(chain)
+        log.append(f"reload {chain}")
+        client.head = ALIAS if ALIAS in chain else (HOWTO if HOWTO in chain else "other")
+
+    return reload
+
+
+def _ensure_ok(host: dict[str, Any], log: list[str], refusals: int = 0) -> Any:
+    calls = {"n": 0}
+
+    def ensure(params: dict[str, Any], check_mode: bool, client: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] <= refusals:
+            log.append("install refused")
+            raise PluginError(
+                f"authorization denied by plugin {HOWTO}: no plugins", reason="authz_chain_refused"
+            )
+        log.append("install")
+        return {"plugin": {"reference": params["reference"], "args": params["args"].split()}}
+
+    return ensure
+
+
+NEW_POLICY_END = "allow := true\n"
 
 
 @pytest.fixture
@@ -186,42 +226,100 @@ def test_check_mode_changes_nothing_and_diffs(host: dict[str, Any]) -> None:
     )
 
 
-def test_swap_order_backup_and_window(host: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handover_without_a_window(host: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old policy allows the install: ours is installed under the old plugin, swapped in by
+    one reload, the old plugin removed under the old policy, then the role's policy written."""
     log: list[str] = []
+    chains: list[Any] = []
     client = FakeClient(log)
-    chains: list[list[str]] = []
-
-    def reload() -> None:
-        chain = json.loads(host["dj"].read_text()).get("authorization-plugins")
-        chains.append(chain)
-        log.append(f"reload {chain}")
-        client.enforced = ALIAS in chain
-
-    def ensure(params: dict[str, Any], check_mode: bool, client: Any) -> dict[str, Any]:
-        log.append("install")
-        assert host["pol"].read_text().endswith("allow := true\n"), "the policy is written before the install"
-        return {"plugin": {"reference": params["reference"], "args": params["args"].split()}}
-
-    monkeypatch.setattr(adopt_mod, "ensure", ensure)
-    res = adopt(host["params"], client=client, reloader=reload)  # type: ignore[arg-type]
-    assert chains == [["other"], [ALIAS, "other"]]
+    monkeypatch.setattr(adopt_mod, "ensure", _ensure_ok(host, log))
+    policies: list[str] = []
+    client.refuse_delete = lambda: policies.append(host["pol"].read_text()) and False
+    res = adopt(host["params"], client=client, reloader=_reloader(host, client, log, chains))  # type: ignore[arg-type]
+    assert res["mode"] == "handover" and chains == [[ALIAS, "other"]]
+    assert res["unenforced_seconds"] == 0.0 and res["enforcement_confirmed"] is True
     i = log.index
-    assert (
-        i("reload ['other']") < i("install") < i("DELETE /plugins/id-old") < i(f"reload {[ALIAS, 'other']}")
+    assert i("install") < i(f"reload {[ALIAS, 'other']}") < i("DELETE /plugins/id-old")
+    assert policies == ["package docker.authz\nallow { true }\n"], (
+        "the old plugin is removed under the old policy"
     )
-    assert res["enforcement_confirmed"] is True and res["unenforced_seconds"] >= 0
+    assert host["pol"].read_text().endswith(NEW_POLICY_END)
     assert Path(res["policy_backup"]).read_text() == "package docker.authz\nallow { true }\n"
-    assert res["message"].startswith(f"Adopted {HOWTO}: {ALIAS}") and res["policy_backup"] in res["message"]
+    assert res["message"].startswith(f"Adopted {HOWTO}: {ALIAS}") and "in one reload" in res["message"]
+    assert "Without this enforcement for 0.0 s." in res["message"] and res["policy_backup"] in res["message"]
+    assert res["removed"] == [HOWTO]
     # idempotent: the store no longer holds the old plugin
     (Path(json.loads(host["dj"].read_text())["data-root"]) / "plugins" / "id-old" / "config.json").unlink()
     assert adopt(host["params"], check_mode=True)["changed"] is False
 
 
-def test_failed_install_puts_everything_back(host: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handover_removal_denied_gets_a_short_window(
+    host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old policy is unusable by ours (a v0 policy): the role's policy goes in at once, and the
+    old plugin's removal, which it denies, happens between an unhook and a hook."""
     log: list[str] = []
+    chains: list[Any] = []
+    client = FakeClient(log)
+    monkeypatch.setattr(adopt_mod, "ensure", _ensure_ok(host, log))
+    client.refuse_delete = lambda: client.head == ALIAS
+    orig = client.raw_request
+
+    def locked_until_policy(method: str, path: str, **kw: Any) -> Response:
+        if path == "/version" and not host["pol"].read_text().endswith(NEW_POLICY_END):
+            return Response(
+                500,
+                "Error",
+                {},
+                json.dumps({"message": f"plugin {ALIAS} failed with error: rego_parse_error"}).encode(),
+            )
+        return orig(method, path, **kw)
+
+    client.raw_request = locked_until_policy  # type: ignore[method-assign]
+    res = adopt(host["params"], client=client, reloader=_reloader(host, client, log, chains))  # type: ignore[arg-type]
+    assert chains == [[ALIAS, "other"], ["other"], [ALIAS, "other"]]
+    assert res["old_policy_unusable"] and "rego_parse_error" in res["message"]
+    assert 0 < res["unenforced_seconds"] < 5 and res["removed"] == [HOWTO]
+    assert log.index("reload ['other']") < log.index("DELETE /plugins/id-old", log.index("reload ['other']"))
+
+
+def test_window_when_the_old_plugin_refuses_the_install(
+    host: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[str] = []
+    chains: list[Any] = []
+    client = FakeClient(log)
+    monkeypatch.setattr(adopt_mod, "ensure", _ensure_ok(host, log, refusals=1))
+    res = adopt(host["params"], client=client, reloader=_reloader(host, client, log, chains))  # type: ignore[arg-type]
+    assert res["mode"] == "window" and chains == [["other"], [ALIAS, "other"]]
+    i = log.index
+    assert i("install refused") < i("reload ['other']") < i("install") < i("DELETE /plugins/id-old")
+    assert "refused the install while hooked" in res["message"] and res["unenforced_seconds"] >= 0
+
+
+def test_registry_failure_changes_nothing(host: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     before = host["dj"].read_text(), host["pol"].read_text()
 
     def ensure(*a: Any, **kw: Any) -> dict[str, Any]:
+        raise PluginError("cannot install 127.0.0.1:5000/p:v0.10: manifest unknown", reason="install_failed")
+
+    monkeypatch.setattr(adopt_mod, "ensure", ensure)
+    log: list[str] = []
+    with pytest.raises(AdoptError) as err:
+        adopt(host["params"], client=FakeClient(log), reloader=lambda: log.append("reload"))  # type: ignore[arg-type]
+    assert "manifest unknown" in str(err.value) and "Nothing was changed" in str(err.value)
+    assert (host["dj"].read_text(), host["pol"].read_text()) == before and "reload" not in log
+
+
+def test_failed_install_puts_everything_back(host: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    before = host["dj"].read_text(), host["pol"].read_text()
+    calls = {"n": 0}
+
+    def ensure(*a: Any, **kw: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise PluginError(f"authorization denied by plugin {HOWTO}", reason="authz_chain_refused")
         raise PluginError("cannot install 127.0.0.1:5000/p:v0.10: registry down", reason="install_failed")
 
     monkeypatch.setattr(adopt_mod, "ensure", ensure)
