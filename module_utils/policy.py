@@ -43,6 +43,9 @@ RULES: dict[str, tuple[str, bool, bool]] = {
     "devices": ("docker_authz_deny_devices", True, True),
     "plugin_changes": ("docker_authz_deny_plugin_changes", True, True),
     "swarm_changes": ("docker_authz_deny_swarm_changes", True, True),
+    "runtimes": ("docker_authz_restrict_runtimes", True, True),
+    "log_drivers": ("docker_authz_restrict_log_drivers", False, True),
+    "remote_fetch": ("docker_authz_deny_remote_fetch", False, True),
     "readonly_rootfs": ("docker_authz_require_readonly_rootfs", False, False),
 }
 # docker_authz_trusted_registries is a list: the rule "trusted_registries" is on when it is not empty.
@@ -74,6 +77,8 @@ PARAMETER_DEFAULTS: dict[str, Any] = {
         "/run/systemd", "/var/run/systemd", "/var/spool/cron",
     ],
     "docker_authz_allowed_bind_sources": [],
+    "docker_authz_allowed_runtimes": ["runc", "io.containerd.runc.v2"],
+    "docker_authz_allowed_log_drivers": ["json-file", "local", "journald", "none"],
     "docker_authz_trusted_registries": [],
     "docker_authz_exempt_users": [],
     "docker_authz_enforcement": "enforce",
@@ -140,6 +145,16 @@ def _as_int(var: str, value: Any) -> int:
     if number < 0:
         raise _fail(var, f"{number} is negative", "Give 0 (no ceiling) or a positive number")
     return number
+
+
+def _exact_names(var: str, value: Any, what: str) -> dict[str, bool]:
+    """A list of names compared exactly, as the daemon looks them up (runtimes, log drivers)."""
+    names: dict[str, bool] = {}
+    for item in _as_list(var, value, what):
+        if not isinstance(item, str) or not item.strip() or item != item.strip():
+            raise _fail(var, f"{item!r} is not a name", f"Give {what}, without spaces around them")
+        names[item] = True
+    return names
 
 
 def go_clean(path: str) -> str:
@@ -313,6 +328,11 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
         if cleaned not in bind_sources:
             bind_sources.append(cleaned)
 
+    runtimes = _exact_names("docker_authz_allowed_runtimes", param("docker_authz_allowed_runtimes"),
+                      'runtime names such as "runc" or "io.containerd.runsc.v1"')
+    log_drivers = _exact_names("docker_authz_allowed_log_drivers", param("docker_authz_allowed_log_drivers"),
+                         'log driver names such as "json-file" or "journald"')
+
     var = "docker_authz_trusted_registries"
     registries = []
     for item in _as_list(var, param(var), 'registry hosts or "host/path" prefixes'):
@@ -349,6 +369,8 @@ def build_policy_config(variables: Mapping[str, Any]) -> dict[str, Any]:
         "allowed_capabilities": caps,
         "sensitive_host_paths": paths,
         "allowed_bind_sources": bind_sources,
+        "allowed_runtimes": runtimes,
+        "allowed_log_drivers": log_drivers,
         "trusted_registries": registries,
         "exempt_users": exempt,
         "enforcement": enforcement,

@@ -82,6 +82,9 @@ RULE_DEFAULTS: dict[str, tuple[bool, bool]] = {
     "deny_devices": (True, True),
     "deny_plugin_changes": (True, True),
     "deny_swarm_changes": (True, True),
+    "restrict_runtimes": (True, True),
+    "restrict_log_drivers": (False, True),
+    "deny_remote_fetch": (False, True),
     "require_readonly_rootfs": (False, False),
 }
 PROFILES = ("baseline", "restricted")
@@ -107,6 +110,8 @@ LIST_PARAMS: dict[str, list[str] | None] = {
         "/run/systemd", "/var/run/systemd", "/var/spool/cron",
     ],
     "allowed_bind_sources": [],
+    "allowed_runtimes": ["runc", "io.containerd.runc.v2"],
+    "allowed_log_drivers": ["json-file", "local", "journald", "none"],
     "trusted_registries": [],
     "exempt_users": [],
     "audit_rules": [],
@@ -131,6 +136,9 @@ RULE_IDS: dict[str, str] = {
     "deny_devices": "devices",
     "deny_plugin_changes": "plugin_changes",
     "deny_swarm_changes": "swarm_changes",
+    "restrict_runtimes": "runtimes",
+    "restrict_log_drivers": "log_drivers",
+    "deny_remote_fetch": "remote_fetch",
     "require_readonly_rootfs": "readonly_rootfs",
     "trusted_registries": "trusted_registries",
 }
@@ -1049,6 +1057,67 @@ def _rule_swarm(t: _Table, r: str) -> None:
     )
 
 
+def _rule_runtimes(t: _Table, r: str) -> None:
+    # A shim name nobody installs: an authorized create fails on the image or the runtime.
+    runtime = "io.containerd.hardening-verify.v1"
+    if runtime not in t.settings.params["allowed_runtimes"]:
+        t.create("runtime-not-allowed", r, f"HostConfig.Runtime={runtime}", t.body({"Runtime": runtime}))
+    t.create(
+        "runtime-annotation-systemd",
+        r,
+        "HostConfig.Annotations org.systemd.property.* (runc: a property of the container's unit)",
+        t.body({"Annotations": {"org.systemd.property.TimeoutStopUSec": "uint64 1000000"}}),
+    )
+
+
+def _rule_log_drivers(t: _Table, r: str) -> None:
+    allowed = t.settings.params["allowed_log_drivers"]
+    driver = next((d for d in ("gelf", "syslog", "fluentd", "splunk", "awslogs") if d not in allowed), None)
+    if driver is None:
+        return
+    # The address is a closed port on the loopback interface: nothing would be sent anywhere.
+    options = {"gelf-address": "udp://127.0.0.1:1"} if driver == "gelf" else {}
+    t.create(
+        "log-driver-not-allowed",
+        r,
+        f"HostConfig.LogConfig.Type={driver}",
+        t.body({"LogConfig": {"Type": driver, "Config": options}}),
+    )
+    spec = _compliant_service(t.settings)
+    spec["TaskTemplate"]["LogDriver"] = {"Name": driver, "Options": options}
+    t.post("log-driver-service", r, "/services/create", f"service LogDriver {driver}", spec)
+
+
+def _rule_remote_fetch(t: _Table, r: str) -> None:
+    # A closed port on the loopback interface: an authorized request downloads nothing.
+    repo = PROBE_IMAGE.split(":", 1)[0]
+    t.post(
+        "remote-fetch-import",
+        r,
+        "/images/create",
+        "import fromSrc=http://127.0.0.1:1/ (the daemon downloads it)",
+        query=f"fromSrc=http%3A%2F%2F{UNTRUSTED_REGISTRY}%2Fprobe.tar&repo={repo}&tag=probe",
+        bypass=None,
+    )
+    t.post(
+        "remote-fetch-import-no-scheme",
+        r,
+        "/images/create",
+        "import fromSrc=127.0.0.1:1/probe.tar (read as http://)",
+        query=f"fromSrc={UNTRUSTED_REGISTRY}%2Fprobe.tar&repo={repo}&tag=probe",
+        bypass="value spelling",
+    )
+    t.post(
+        "remote-fetch-build",
+        r,
+        "/build",
+        "build remote=http://127.0.0.1:1/ (the daemon downloads the context)",
+        b"",
+        query=f"remote=http%3A%2F%2F{UNTRUSTED_REGISTRY}%2FDockerfile&t={repo}%3Aprobe",
+        content_type="application/x-tar",
+    )
+
+
 def _rule_readonly(t: _Table, r: str) -> None:
     t.create(
         "readonly-rootfs-missing", r, "HostConfig without ReadonlyRootfs", t.body(drop=("ReadonlyRootfs",))
@@ -1098,6 +1167,9 @@ RULE_PROBES: dict[str, Callable[[_Table, str], None]] = {
     "deny_devices": _rule_devices,
     "deny_plugin_changes": _rule_plugins,
     "deny_swarm_changes": _rule_swarm,
+    "restrict_runtimes": _rule_runtimes,
+    "restrict_log_drivers": _rule_log_drivers,
+    "deny_remote_fetch": _rule_remote_fetch,
     "require_readonly_rootfs": _rule_readonly,
     "trusted_registries": _rule_registries,
 }

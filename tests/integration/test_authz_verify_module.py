@@ -89,6 +89,7 @@ PRIVILEGED_ONLY = {
     "deny_devices": False,
     "deny_plugin_changes": False,
     "deny_swarm_changes": False,
+    "restrict_runtimes": False,
 }
 
 

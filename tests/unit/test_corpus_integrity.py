@@ -30,6 +30,9 @@ RULES = {
     "docker_authz_deny_devices",
     "docker_authz_deny_plugin_changes",
     "docker_authz_deny_swarm_changes",
+    "docker_authz_restrict_runtimes",
+    "docker_authz_restrict_log_drivers",
+    "docker_authz_deny_remote_fetch",
     "docker_authz_require_readonly_rootfs",
     "docker_authz_trusted_registries",
 }
@@ -45,8 +48,11 @@ BASELINE_ON = {
     "docker_authz_deny_devices",
     "docker_authz_deny_plugin_changes",
     "docker_authz_deny_swarm_changes",
+    "docker_authz_restrict_runtimes",
 }
 RESTRICTED_ON = BASELINE_ON | {
+    "docker_authz_restrict_log_drivers",
+    "docker_authz_deny_remote_fetch",
     "docker_authz_require_no_new_privileges",
     "docker_authz_require_resource_limits",
     "docker_authz_restrict_ports",

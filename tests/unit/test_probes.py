@@ -39,11 +39,11 @@ def test_profiles_set_the_catalog_defaults() -> None:
     assert base.enabled == [
         "deny_privileged", "deny_seccomp_unconfined", "deny_host_namespaces", "deny_added_capabilities",
         "deny_apparmor_unconfined", "deny_selinux_disabled", "deny_unmasked_paths", "deny_sensitive_mounts",
-        "deny_devices", "deny_plugin_changes", "deny_swarm_changes",
+        "deny_devices", "deny_plugin_changes", "deny_swarm_changes", "restrict_runtimes",
     ]  # fmt: skip
     assert set(restricted.enabled) - set(base.enabled) == {
         "require_no_new_privileges", "require_resource_limits", "restrict_ports", "deny_root_user",
-        "deny_sensitive_env",
+        "deny_sensitive_env", "restrict_log_drivers", "deny_remote_fetch",
     }  # fmt: skip
     assert not restricted.on("require_readonly_rootfs")
     assert "SYS_CHROOT" in base.params["allowed_capabilities"]

@@ -139,7 +139,20 @@ cases := {
 	"seccomp_empty_profile": {"expect": "rule", "rule": "seccomp_unconfined", "input": create({}, {"SecurityOpt": ["no-new-privileges", "seccomp={}"]})},
 	"root_user_service": {"expect": "rule", "rule": "root_user", "input": service({"User": "0"})},
 	"readonly_rootfs": {"expect": "rule", "rule": "readonly_rootfs", "input": create({}, {"ReadonlyRootfs": false})},
+	"runtimes": {"expect": "rule", "rule": "runtimes", "input": create({}, {"Runtime": "io.containerd.runsc.v1"})},
+	"runtimes_annotation": {"expect": "rule", "rule": "runtimes", "input": create({}, {"Annotations": {"org.systemd.property.DeviceAllow": "/dev/mem rwm"}})},
+	"log_drivers": {"expect": "rule", "rule": "log_drivers", "input": create({}, {"LogConfig": {"Type": "gelf", "Config": {"gelf-address": "udp://127.0.0.1:12201"}}})},
+	"log_drivers_service": {"expect": "rule", "rule": "log_drivers", "input": service_log_driver("syslog")},
+	"remote_fetch_import": {"expect": "rule", "rule": "remote_fetch", "input": with_query(request("POST", "/v1.41/images/create", null), {"fromSrc": ["169.254.169.254/latest"], "repo": ["x"]})},
+	"remote_fetch_build": {"expect": "rule", "rule": "remote_fetch", "input": with_query(request("POST", "/v1.41/build", null), {"remote": ["https://github.com/x/y.git"], "t": ["x"]})},
+	"import_body": {"expect": "allow", "input": with_query(request("POST", "/v1.41/images/create", null), {"fromSrc": ["-"], "repo": ["x"], "tag": ["1"]})},
+	"build_body": {"expect": "allow", "input": with_query(request("POST", "/v1.41/build", null), {"t": ["x"], "dockerfile": ["Dockerfile"]})},
+	"log_driver_default": {"expect": "allow", "input": create({}, {"LogConfig": {"Type": "json-file", "Config": {"max-size": "10m"}}})},
 }
+
+with_query(req, query) := object.union(req, {"Query": query})
+
+service_log_driver(name) := object.union(service({}), {"Body": object.union(service({}).Body, {"TaskTemplate": object.union(service({}).Body.TaskTemplate, {"LogDriver": {"Name": name}})})})
 
 test_ps if {
 	case := cases.ps
@@ -353,5 +366,50 @@ test_seccomp_empty_profile if {
 
 test_root_user_service if {
 	case := cases.root_user_service
+	outcome_ok(case) with input as case.input
+}
+
+test_runtimes if {
+	case := cases.runtimes
+	outcome_ok(case) with input as case.input
+}
+
+test_runtimes_annotation if {
+	case := cases.runtimes_annotation
+	outcome_ok(case) with input as case.input
+}
+
+test_log_drivers if {
+	case := cases.log_drivers
+	outcome_ok(case) with input as case.input
+}
+
+test_log_drivers_service if {
+	case := cases.log_drivers_service
+	outcome_ok(case) with input as case.input
+}
+
+test_remote_fetch_import if {
+	case := cases.remote_fetch_import
+	outcome_ok(case) with input as case.input
+}
+
+test_remote_fetch_build if {
+	case := cases.remote_fetch_build
+	outcome_ok(case) with input as case.input
+}
+
+test_import_body if {
+	case := cases.import_body
+	outcome_ok(case) with input as case.input
+}
+
+test_build_body if {
+	case := cases.build_body
+	outcome_ok(case) with input as case.input
+}
+
+test_log_driver_default if {
+	case := cases.log_driver_default
 	outcome_ok(case) with input as case.input
 }

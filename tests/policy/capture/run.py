@@ -101,6 +101,8 @@ def prepare_files() -> None:
         f"FROM {sc.IMG}\nLABEL org.example.capture=1\nCOPY hello.txt /hello.txt\n"
     )
     (ctx / "hello.txt").write_text("hello\n")
+    with tarfile.open(sc.IMPORT_TAR, "w") as tar:
+        tar.add(ctx / "hello.txt", arcname="hello.txt")
     src = STATE / "plugin-src"
     if src.exists():
         shutil.rmtree(src)

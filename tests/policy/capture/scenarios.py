@@ -31,6 +31,7 @@ UPDATE_C = "cap-update"  # fixture container with limits, for docker update
 SHARED = str(STATE / "shared")  # an ordinary host folder
 LINK_TO_ROOT = str(STATE / "link-to-root")  # a symlink to /
 BUILD_CTX = str(STATE / "build-ctx")
+IMPORT_TAR = str(STATE / "import.tar")  # a tiny root filesystem archive for docker import
 
 PRIV = "docker_authz_deny_privileged"
 SECCOMP = "docker_authz_deny_seccomp_unconfined"
@@ -49,6 +50,9 @@ DEV = "docker_authz_deny_devices"
 PLUG = "docker_authz_deny_plugin_changes"
 SWARM = "docker_authz_deny_swarm_changes"
 FAKE_TOKEN = "SWMTKN-1-" + "0" * 50 + "-" + "0" * 25  # well formed, valid for no swarm
+RUNTIMES = "docker_authz_restrict_runtimes"
+LOGDRV = "docker_authz_restrict_log_drivers"
+FETCH = "docker_authz_deny_remote_fetch"
 RO = "docker_authz_require_readonly_rootfs"
 REG = "docker_authz_trusted_registries"
 
@@ -69,11 +73,14 @@ ALL_RULES = (
     DEV,
     PLUG,
     SWARM,
+    RUNTIMES,
+    LOGDRV,
+    FETCH,
     RO,
     REG,
 )
-BASELINE_ON = {PRIV, SECCOMP, NS, CAPS, AA, SEL, UNMASK, MOUNTS, DEV, PLUG, SWARM}
-RESTRICTED_ON = BASELINE_ON | {NNP, LIMITS, PORTS, ROOT, ENV}
+BASELINE_ON = {PRIV, SECCOMP, NS, CAPS, AA, SEL, UNMASK, MOUNTS, DEV, PLUG, SWARM, RUNTIMES}
+RESTRICTED_ON = BASELINE_ON | {NNP, LIMITS, PORTS, ROOT, ENV, LOGDRV, FETCH}
 
 CLIS = {"cli-28": "/usr/local/bin/docker", "cli-20.10": "/usr/bin/docker"}
 
@@ -655,6 +662,43 @@ SERVICE_SPECS: list[CliSpec] = [
         [NNP],
     ),
     CliSpec("service-ls", "docker service ls", ["service", "ls"], []),
+    # runtimes, log drivers, downloads by the daemon
+    CliSpec(
+        "create-runtime-runc",
+        "docker create --runtime runc",
+        _create([*restricted(), "--runtime", "runc"]),
+        [],
+    ),
+    CliSpec(
+        "create-runtime-shim",
+        "docker create --runtime io.containerd.hardening.v1 (a containerd shim by name)",
+        _create([*restricted(), "--runtime", "io.containerd.hardening.v1"]),
+        [RUNTIMES],
+    ),
+    CliSpec(
+        "create-log-driver-json-file",
+        "docker create --log-driver json-file --log-opt max-size=1m",
+        _create([*restricted(), "--log-driver", "json-file", "--log-opt", "max-size=1m"]),
+        [],
+    ),
+    CliSpec(
+        "create-log-driver-syslog",
+        "docker create --log-driver syslog to a closed loopback port",
+        _create([*restricted(), "--log-driver", "syslog", "--log-opt", "syslog-address=udp://127.0.0.1:9"]),
+        [LOGDRV],
+    ),
+    CliSpec(
+        "import-file",
+        "docker import of a local archive (sent in the body)",
+        ["import", IMPORT_TAR, "capture-import:file"],
+        [],
+    ),
+    CliSpec(
+        "import-url",
+        "docker import of a URL (the daemon downloads it; a closed loopback port)",
+        ["import", "http://127.0.0.1:9/rootfs.tar", "capture-import:url"],
+        [FETCH],
+    ),
     # swarm membership and configuration (the private daemon is a one-node swarm here)
     CliSpec("swarm-node-ls", "docker node ls", ["node", "ls"], []),
     CliSpec(
@@ -736,6 +780,14 @@ SDK_SPECS: list[tuple[str, str, str, list[str], list[str] | None]] = [
         "containers.create(privileged=True)",
         f"client.containers.create('{IMG}', 'true', privileged=True, {SDK_RESTRICTED})",
         [PRIV],
+        None,
+    ),
+    (
+        "sdk-create-log-driver-gelf",
+        "log_config=LogConfig(type='gelf') to a closed loopback port",
+        f"client.containers.create('{IMG}', 'true', log_config=docker.types.LogConfig(type='gelf', "
+        f"config={{'gelf-address': 'udp://127.0.0.1:9'}}), {SDK_RESTRICTED})",
+        [LOGDRV],
         None,
     ),
     (
@@ -1236,6 +1288,23 @@ RAW_SPECS: list[RawSpec] = [
         f"{API}/volumes/create",
         jbytes({"Name": "capture-raw-vol"}),
         [],
+    ),
+    RawSpec(
+        "raw-build-remote-url",
+        "POST /build?remote=<URL> (the daemon downloads the context; a closed loopback port)",
+        "POST",
+        f"{API}/build?remote=http%3A%2F%2F127.0.0.1%3A9%2FDockerfile&t=x",
+        None,
+        [FETCH],
+        content_type=None,
+    ),
+    RawSpec(
+        "raw-create-annotation-systemd",
+        "create with HostConfig.Annotations org.systemd.property.* (runc reads it with systemd cgroups)",
+        "POST",
+        f"{API}/containers/create",
+        jbytes(raw_create({"Annotations": {"org.systemd.property.TimeoutStopUSec": "uint64 1000000"}})),
+        [RUNTIMES],
     ),
     RawSpec(
         "raw-build-networkmode-host",
