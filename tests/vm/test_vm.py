@@ -42,8 +42,17 @@ def vms(dind_image: str, plugin_double: str) -> Iterator[list[vmlib.Vm]]:
 
 
 def _qemu_processes(name: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "qemu-system" in line and f"/vm/{name}/" in line]
+    """The QEMU processes running this VM, read from /proc/*/cmdline (not `ps`, whose output width
+    depends on the caller's terminal settings): 'PID ARGS' per process."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # the process ended while we looked
+            continue
+        if argv and argv[0].endswith("qemu-system-x86_64") and any(f"/vm/{name}/" in a for a in argv):
+            found.append(f"{cmdline.parent.name} {' '.join(argv)}")
+    return found
 
 
 def test_vms_boot_from_one_base_image_through_overlays(vms: list[vmlib.Vm]) -> None:
@@ -60,7 +69,10 @@ def test_vms_boot_from_one_base_image_through_overlays(vms: list[vmlib.Vm]) -> N
         assert info["format"] == "qcow2"
         assert info["backing-filename"] == str(image.disk)
         assert v.accel in ("kvm", "tcg")
-        assert len(_qemu_processes(v.name)) == 1
+        pid_file = v.dir / "qemu.pid"
+        pid = pid_file.read_text().strip() if pid_file.exists() else "(no pid file)"
+        procs = _qemu_processes(v.name)
+        assert len(procs) == 1, f"{v.name}: expected one QEMU process (pid file: {pid}), found {procs}"
 
 
 def test_each_vm_is_its_own_machine(vms: list[vmlib.Vm]) -> None:
