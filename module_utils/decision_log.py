@@ -79,6 +79,10 @@ CREDENTIAL_KEYS = frozenset(
 )
 DEFAULT_LOG_FILES = ("/var/log/docker.log", "/var/log/dockerd.log", "/var/log/upstart/docker.log")
 KINDS = ("denied", "allowed", "error", "fail_open")
+# dockerd up to 24.0.2 (logrus < 1.9.3) logs this when a line of a plugin's stderr exceeds 64 KiB,
+# and stops reading that stderr: later decisions are not logged and the plugin soon blocks on a
+# full pipe, hanging the Docker API (docs/explain.md "Log volume").
+STALL_MARK = "Error while reading from Writer: bufio.Scanner: token too long"
 MAX_ERROR_LINES = 200
 
 
@@ -782,10 +786,16 @@ def collect(
     # Lines whose daemon time (UTC, text format) is more than a minute before the window are
     # skipped unparsed: a window over a large log costs a string comparison per old line.
     floor = (since - dt.timedelta(minutes=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if since else None
+    stalls: list[dict[str, Any]] = []
     for name, lines in sources:
         for line, when in lines:
             lines_read += 1
             if floor and line.startswith('time="') and line[25:26] in ("Z", ".") and line[6:25] < floor:
+                continue
+            if STALL_MARK in line:
+                fields = parse_daemon_line(line) or {}
+                stall = {"time": fields.get("time") or iso(when), "plugin": fields.get("plugin")}
+                stalls.append(stall)
                 continue
             messages = []
             for daemon, msg in iter_messages_text([line], also=pending):
@@ -864,6 +874,7 @@ def collect(
         "lines_read": lines_read,
         "plugin_ids": sorted(plugin_ids),
         "bytes": size,
+        "log_stalls": stalls[-5:],
     }
 
 

@@ -40,6 +40,9 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.policy impo
 DOCS = "docs/policy.md"
 DENY_PATH = "docker.authz.deny"
 AUDIT_PATH = "docker.authz.audit"
+# The key bundle mode's mask_decision adds to an input it trimmed (roles/opa_authz/files/policy/
+# system/log.rego): {characters, deny, audit} computed on the full input at decision time.
+TRIMMED_KEY = "DockerAuthzMasked"
 ALLOW_PATH = "docker.authz.allow"
 CONFIG_PATH = "docker.authz.config"
 # Reasons of the always-on part of the policy (default deny of what it does not understand).
@@ -298,6 +301,21 @@ def explain_entry(
             else "no policy to evaluate it with"
         )
         return out
+    recorded = masked_input.get(TRIMMED_KEY)
+    if isinstance(recorded, Mapping):
+        # bundle mode's mask_decision (system/log.rego) trimmed an oversized input and recorded
+        # the verdict the host's policy gave on the full input: show it, do not re-evaluate
+        out["reasons"] = [rule_info(str(r)) for r in recorded.get("deny") or []]
+        out["audit"] = [rule_info(str(r)) for r in recorded.get("audit") or []]
+        out["trimmed"] = recorded.get("characters")
+        out["note"] = (
+            f"the host logged this input trimmed (its JSON was {recorded.get('characters')} characters, "
+            "docs/explain.md 'Log volume'): the reasons are those the host's policy gave at decision "
+            "time, not re-evaluated"
+        )
+        if entry.get("kind") == "allowed":
+            out["status"] = "would_be_denied" if out["audit"] else "allowed"
+        return out
     verdict = evaluator.evaluate(masked_input)
     if verdict["error"]:
         out["note"] = f"re-evaluation failed: {verdict['error']}"
@@ -378,9 +396,19 @@ def explain_host(
         explain_entry(e, evaluator, host, keywords, current_sha, _revision(files))
         for e in decisions.get("entries") or []
     ]
+    stalls = decisions.get("log_stalls") or []
+    result["log_stalls"] = stalls
     if not result["items"]:
         result["status"] = "empty"
         result["message"] = decisions.get("message") or "no denied request in the window"
+    if stalls:
+        result["warning"] = (
+            f"dockerd stopped reading the plugin's log at {stalls[-1].get('time')} "
+            "('bufio.Scanner: token too long': a decision line over 64 KiB, dockerd up to 24.0.2): "
+            "decisions after it are missing, and the plugin blocks once the pipe is full, hanging "
+            "the Docker API. Restart the plugin (docker plugin disable/enable) and bound the lines: "
+            "docs/explain.md 'Log volume'"
+        )
     if not files and result["items"]:
         result["message"] = "the host's policy could not be read back: reasons are not available"
     return result
@@ -475,6 +503,8 @@ def render_text(doc: Mapping[str, Any]) -> str:
             lines.append(f"   {h['truncated']} older matching decision(s) left out (output bound)")
         if h.get("message"):
             lines.append(f"   {h['message']}")
+        if h.get("warning"):
+            lines.append(f"   WARNING: {h['warning']}")
         for item in h["items"]:
             req = item.get("request") or {}
             lines.append(

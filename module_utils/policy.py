@@ -526,6 +526,10 @@ def allowed_builtins(dialect: str) -> frozenset[str]:
 POLICY_LIBRARY = "lib.rego"
 RULE_IDS: tuple[str, ...] = (*RULES, "trusted_registries")
 BUNDLE_ROOT = "docker/authz"
+# The bundle's decision-log policy (package system.log: OPA's default drop_decision and
+# mask_decision paths), shipped as it is under its own manifest root; not in the single file.
+LOG_POLICY = "system/log.rego"
+LOG_ROOT = "system/log"
 # Every source: comments, the package, the rego.v1 import and (in files that read the config) an
 # import of data.docker.authz.config, which in a bundle is the data file and in the single file
 # the `config` constant itself (so the single file leaves the import out).
@@ -639,16 +643,21 @@ def assemble_policy(sources: Mapping[str, str], config: Mapping[str, Any], diale
 def policy_bundle_files(sources: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, str]:
     """The files of an OPA bundle (bundle mode, Rego v1) as {path inside the bundle: content}:
     the sources as they are under docker/authz/, the config as docker/authz/data.json, and a
-    .manifest with roots ["docker/authz"] and a revision that is the hash of everything else."""
+    .manifest with roots ["docker/authz"] and a revision that is the hash of everything else; with
+    ``system/log.rego`` in ``sources``, that decision-log policy too under the root system/log."""
     names = policy_source_names(config)
     for name in names:
         _source_body(name, sources[name])  # the same header check as the single file
     files = {f"{BUNDLE_ROOT}/{name}": _audited(name, sources[name], config) for name in names}
     files[f"{BUNDLE_ROOT}/data.json"] = json.dumps({"config": config}, indent=2, sort_keys=True) + "\n"
+    roots = [BUNDLE_ROOT]
+    if LOG_POLICY in sources:
+        files[LOG_POLICY] = sources[LOG_POLICY]
+        roots.append(LOG_ROOT)
     digest = hashlib.sha256()
     for path in sorted(files):
         digest.update(f"{path}\0{len(files[path].encode())}\0".encode())
         digest.update(files[path].encode())
-    manifest = {"revision": digest.hexdigest(), "roots": [BUNDLE_ROOT]}
+    manifest = {"revision": digest.hexdigest(), "roots": roots}
     files[".manifest"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     return dict(sorted(files.items()))

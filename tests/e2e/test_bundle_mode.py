@@ -186,7 +186,7 @@ def test_converge_in_bundle_mode_enforces_through_the_bundle(fleet: Fleet) -> No
     state = bundle_state(fleet)
     assert plugin_args(state["host"]) == BUNDLE_ARGS
     assert "./.manifest" in state["bundle"] and "./docker/authz/lib.rego" in state["bundle"]
-    assert json.loads(state["bundle"]["./.manifest"])["roots"] == ["docker/authz"]
+    assert json.loads(state["bundle"]["./.manifest"])["roots"] == ["docker/authz", "system/log"]
     assert "file:///opa/policies/bundle" in state["config"] and "console: true" in state["config"]
     assert state["host"].policy is None, "bundle mode does not write authz.rego"
     modes = fleet.host.exec("stat", "-c", "%a", BUNDLE_DIR, OPA_CONFIG, f"{BUNDLE_DIR}/.manifest")

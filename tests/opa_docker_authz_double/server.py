@@ -27,7 +27,8 @@ plugin does as documented in work/shared/reference/opa-docker-authz.md and v0.10
   exclude_files); the socket is served only once every bundle has activated; the policy is
   compiled once per activation; undefined -> Err
   "opa_undefined_error: /docker/authz/allow decision was undefined", non-boolean -> deny;
-  `decision_logs: {console: true}` logs one JSON line per decision ("msg":"Decision Log");
+  `decision_logs: {console: true}` logs one JSON line per decision ("msg":"Decision Log"),
+  after OPA's drop_decision and mask_decision policies (default /system/log/drop and /mask);
 - builds the input with opa_input.build_input (the real makeInput); AuthZRes always allows.
 
 Known differences: see README.md in this directory.
@@ -328,6 +329,8 @@ class OpaConfig:
     keys: dict[str, dict[str, Any]]
     console: bool
     labels: dict[str, str]
+    drop_decision: str = "/system/log/drop"
+    mask_decision: str = "/system/log/mask"
 
 
 def _load_config_text(text: str) -> Any:
@@ -369,6 +372,9 @@ def _services(raw: Any) -> dict[str, Service]:
     return out
 
 
+_DATA_PATH = re.compile(r"/?(data/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def parse_config(text: str) -> OpaConfig:
     doc = _load_config_text(text)
     if doc is None:
@@ -408,7 +414,13 @@ def parse_config(text: str) -> OpaConfig:
         bundles.append(BundleConfig(str(name), resource, service, min_delay, max_delay, signing))
     decision_logs = doc.get("decision_logs") or {}
     labels = {str(k): str(v) for k, v in (doc.get("labels") or {}).items()}
-    return OpaConfig(bundles, keys, bool(decision_logs.get("console")), labels)
+    paths = {}
+    for key, default in (("drop_decision", "/system/log/drop"), ("mask_decision", "/system/log/mask")):
+        value = decision_logs.get(key, default)
+        if not isinstance(value, str) or not _DATA_PATH.fullmatch(value):
+            raise ConfigError(f"invalid {key} in decision_logs: {value!r}")
+        paths[key] = "/" + value.strip("/").removeprefix("data/")
+    return OpaConfig(bundles, keys, bool(decision_logs.get("console")), labels, **paths)
 
 
 # ------------------------------------------------------------------ bundles
@@ -832,6 +844,106 @@ def console_json(value: Any) -> str:
 # ------------------------------------------------------------------ the plugin
 
 
+class MaskError(Exception):
+    """A mask_decision result OPA rejects as a whole (the event is then not logged)."""
+
+
+def _mask_rule(rule: Any) -> tuple[str, list[str], Any]:
+    """(op, path parts, value) of one mask rule as OPA's newMaskRule reads it."""
+    op, value = "remove", None
+    if isinstance(rule, str):
+        path = rule
+    elif isinstance(rule, dict):
+        op = rule.get("op", "remove")
+        path = rule.get("path", "")
+        value = rule.get("value")
+        if not isinstance(op, str) or not op or not isinstance(path, str) or ("path" in rule and not path):
+            raise MaskError(f"invalid mask rule {rule!r}")
+    else:
+        raise MaskError(f"invalid mask rule format encountered: {type(rule).__name__}")
+    if not path:
+        raise MaskError("mask must be non-empty")
+    if not path.startswith("/"):
+        raise MaskError("mask must be slash-prefixed")
+    parts = path[1:].split("/")
+    if parts[0] not in ("input", "result", "nd_builtin_cache"):
+        raise MaskError(f"mask prefix not allowed: {parts[0]}")
+    if op not in ("remove", "upsert"):
+        raise MaskError(f"mask op is not supported: {op}")
+    # OPA keeps url.PathEscape(part): a key with characters it escapes never matches
+    return op, [urllib.parse.quote(urllib.parse.unquote(p), safe="!$&'()*+,;=:@") for p in parts], value
+
+
+def _remove(node: Any, parts: list[str]) -> bool:
+    for part in parts[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    last = parts[-1]
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        del node[int(last)]
+        return True
+    return False
+
+
+def _upsert(node: Any, parts: list[str], value: Any) -> bool:
+    for part in parts[:-1]:
+        if isinstance(node, dict):
+            node = node.setdefault(part, {})
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    last = parts[-1]
+    if isinstance(node, dict):
+        node[last] = value
+        return True
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+        return True
+    return False
+
+
+def apply_masks(event: dict[str, Any], rules: Any) -> dict[str, Any]:
+    """Apply a mask_decision result to ``event`` (in place, on a deep copy of input/result) as
+    OPA's maskRuleSet does; returns the ``erased``/``masked`` lists to add to the event."""
+    if not isinstance(rules, list):
+        raise MaskError(f"unexpected rule format {rules!r}")
+    parsed = [_mask_rule(rule) for rule in rules]  # one bad rule rejects the whole set
+    erased: list[str] = []
+    masked: list[str] = []
+    for op, parts, value in parsed:
+        top = parts[0]
+        if event.get(top) is None:
+            continue
+        event[top] = json.loads(json.dumps(event[top]))
+        where = "/" + "/".join(parts)
+        if op == "remove":
+            if len(parts) == 1:
+                del event[top]
+            elif not _remove(event[top], parts[1:]):
+                continue
+            erased.append(where)
+        else:
+            if len(parts) == 1:
+                event[top] = value
+            elif not isinstance(event[top], dict) or not _upsert(event[top], parts[1:], value):
+                continue
+            masked.append(where)
+    out: dict[str, Any] = {}
+    if erased:
+        out["erased"] = erased
+    if masked:
+        out["masked"] = masked
+    return out
+
+
 class Plugin:
     def __init__(self, opts: Options, bundles: BundleManager | None = None) -> None:
         self.opts = opts
@@ -905,22 +1017,43 @@ class Plugin:
         self, input_doc: Any, result: Any, code: str, err: str | None, took: int, revisions: dict[str, str]
     ) -> None:
         now = dt.datetime.now(dt.UTC)
+        # OPA's logs plugin (v1/plugins/logs/plugin.go Log): the event without metrics and error
+        # is the input of the drop_decision query, then of the mask_decision query; an error in
+        # either logs nothing (the SDK's logger is off); a defined drop -> not logged.
         event: dict[str, Any] = {
             "bundles": {name: {"revision": rev} for name, rev in revisions.items()},
             "decision_id": str(uuid.uuid4()),
             "input": input_doc,
             "labels": {"id": self.instance_id, "version": OPA_VERSION, **self.bundles_labels()},
-            "level": "info",
-            "metrics": {"timer_rego_query_eval_ns": took},
-            "msg": "Decision Log",
             "path": self.allow_path,
-            "time": now.astimezone().replace(microsecond=0).isoformat(),
             "timestamp": rfc3339nano(now),
-            "type": "openpolicyagent.org/decision_logs",
         }
-        if err is None:
+        if err is None and result is not None:
             event["result"] = result
-        else:
+        assert self.bundles is not None
+        config = self.bundles.config
+        with self.bundles.lock:
+            active = self.bundles.active
+        assert active is not None
+        try:
+            drop = eval_query_value(active.engine, "data" + config.drop_decision.replace("/", "."), event)
+            if drop is True:
+                return
+            rules = eval_query_value(active.engine, "data" + config.mask_decision.replace("/", "."), event)
+            masked = apply_masks(event, rules) if rules is not None else {}
+        except (_opa().OpaError, MaskError):
+            return
+        event.update(masked)
+        event.update(
+            {
+                "level": "info",
+                "metrics": {"timer_rego_query_eval_ns": took},
+                "msg": "Decision Log",
+                "time": now.astimezone().replace(microsecond=0).isoformat(),
+                "type": "openpolicyagent.org/decision_logs",
+            }
+        )
+        if err is not None:
             event["error"] = {"code": code, "message": err}
         with _LOG_LOCK:
             print(console_json(event), file=sys.stderr, flush=True)

@@ -65,10 +65,11 @@ def test_bundle_layout_and_manifest():
         ".manifest",
         "docker/authz/data.json",
         "docker/authz/lib.rego",
+        "system/log.rego",
         *(f"docker/authz/rules/{r}.rego" for r in RULE_IDS if config_of(RESTRICTED)["rules"][r]),
     }
     manifest = json.loads(files[".manifest"])
-    assert manifest["roots"] == ["docker/authz"]
+    assert manifest["roots"] == ["docker/authz", "system/log"]
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["revision"])
     assert json.loads(files["docker/authz/data.json"]) == {"config": config_of(RESTRICTED)}
     assert files["docker/authz/lib.rego"] == (SOURCES / "lib.rego").read_text(), "shipped as they are"

@@ -669,3 +669,121 @@ def test_the_module_on_a_log_file(tmp_path: Path, policy_file_log: str, restrict
 def test_the_module_refuses_bad_options(tmp_path: Path, args: dict[str, Any], message: str) -> None:
     res = _module(tmp_path, **args)
     assert res.get("failed") is True and message in res["msg"], res
+
+
+# --------------------------------------------------------------------------- bundle mode's log policy
+
+
+def _bundle_plugin(tmp_path: Path, **extra: Any) -> Any:
+    bundle = PolicyFilters().filters()["policy_bundle"](variables(profile="restricted", **extra))
+    root = tmp_path / "bundle"
+    for name, text in bundle.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(
+        json.dumps({"bundles": {"authz": {"resource": f"file://{root}"}}, "decision_logs": {"console": True}})
+    )
+    manager = server.BundleManager(server.parse_config(cfg.read_text()))
+    manager.start()
+    assert manager.ready.wait(30)
+    return server.Plugin(server.parse_flags(["-config-file", str(cfg)]), manager), root
+
+
+def _logged(plugin: Any, *requests: tuple[str, str, Any]) -> tuple[list[bool], str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        allowed = [plugin.authz_req(authz_req(*r))["Allow"] for r in requests]
+    return allowed, err.getvalue()
+
+
+ALLOWED_RUN = create("fine")
+ROOT_NO_LIMITS = ("POST", "/v1.47/containers/create?name=rooty", {"Image": "busybox", "HostConfig": {
+    "SecurityOpt": ["no-new-privileges"]}})  # fmt: skip
+
+
+def test_bundle_drops_allowed_decisions_in_pure_enforce(tmp_path: Path) -> None:
+    plugin, root = _bundle_plugin(tmp_path)
+    assert json.loads((root / ".manifest").read_text())["roots"] == ["docker/authz", "system/log"]
+    priv = _runs()["privileged"][0]
+    allowed, err = _logged(plugin, ALLOWED_RUN, ("GET", "/v1.47/containers/json", None), priv)
+    assert allowed == [True, True, False]
+    found = _collect(daemon_lines(err), kinds=D.KINDS)
+    assert [e["kind"] for e in found["entries"]] == ["denied"], "only the denial is logged"
+
+
+def test_bundle_logs_would_be_denials_of_audit_rules_only(tmp_path: Path) -> None:
+    plugin, root = _bundle_plugin(tmp_path, audit_rules=["resource_limits", "root_user"])
+    allowed, err = _logged(plugin, ALLOWED_RUN, ("GET", "/v1.47/containers/json", None), ROOT_NO_LIMITS)
+    assert allowed == [True, True, True]
+    found = _collect(daemon_lines(err), kinds=D.KINDS)
+    (entry,) = found["entries"]
+    assert entry["kind"] == "allowed" and entry["request"]["container"] == "rooty"
+    doc = X.explain_fleet({"h": {"decisions": found, "policy": D.read_policy_files(str(root))}})
+    (item,) = doc["hosts"][0]["items"]
+    assert item["status"] == "would_be_denied"
+    assert {r["rule"] for r in item["audit"]} == {"resource_limits", "root_user"}
+
+
+def test_bundle_masks_an_oversized_input_and_keeps_the_verdict(tmp_path: Path) -> None:
+    plugin, root = _bundle_plugin(tmp_path)
+    method, uri, body = create("huge", Privileged=True)
+    body["Labels"] = {"big": "x" * 100_000, "k" * 300: "v"}
+    body["Env"] = [*body["Env"], f"DB_PASSWORD={SECRET}", "A=" + "<" * 30_000]
+    many = create("many")
+    many[2]["Labels"] = {f"l{i}": "v" for i in range(5000)}
+    many[2]["User"] = "0"
+    allowed, err = _logged(plugin, (method, uri, body), many)
+    assert allowed == [False, False]
+    lines = err.splitlines()
+    assert len(lines) == 2 and max(len(x.encode()) for x in lines) < 16 * 1024, [len(x) for x in lines]
+    event = json.loads(lines[0])
+    assert event["masked"] == ["/input"]
+    record = event["input"]["DockerAuthzMasked"]
+    assert record["characters"] > 130_000
+    assert {r.split(":")[0] for r in record["deny"]} == {"privileged", "sensitive_env"}
+    assert event["input"]["Body"]["HostConfig"]["Privileged"] is True
+    assert event["input"]["Body"]["Labels"].startswith("<masked: ")
+    assert SECRET not in record["deny"][0] + record["deny"][-1]
+    found = _collect(daemon_lines(err), kinds=D.KINDS)
+    doc = X.explain_fleet({"h": {"decisions": found, "policy": D.read_policy_files(str(root))}})
+    first, second = doc["hosts"][0]["items"]
+    assert first["request"]["container"] == "huge" and first["status"] == "denied"
+    assert {r["rule"] for r in first["reasons"]} == {"privileged", "sensitive_env"}
+    assert "trimmed" in first["note"] and first["trimmed"] == record["characters"]
+    assert {r["rule"] for r in second["reasons"]} == {"root_user"}
+    assert second["input"]["Body"]["Labels"].startswith("<masked: ")
+    assert SECRET not in json.dumps(doc)
+
+
+def test_double_applies_mask_rules_as_opa_does() -> None:
+    event = {"input": {"a": {"b": 1, "c": [1, 2, 3]}, "x": "y"}, "result": True}
+    out = server.apply_masks(
+        event,
+        ["/input/x", {"op": "upsert", "path": "/input/a/b", "value": 2}, "/input/a/c/1", "/input/missing",
+         {"op": "upsert", "path": "/input/n/m", "value": 3}, "/result"],
+    )  # fmt: skip
+    assert event == {"input": {"a": {"b": 2, "c": [1, 3]}, "n": {"m": 3}}}
+    assert out == {"erased": ["/input/x", "/input/a/c/1", "/result"], "masked": ["/input/a/b", "/input/n/m"]}
+    for bad in (["input/x"], ["/labels/x"], [{"op": "nope", "path": "/input/x"}], [1]):
+        with pytest.raises(server.MaskError):
+            server.apply_masks({"input": {}}, bad)
+    with pytest.raises(server.ConfigError):
+        server.parse_config(json.dumps({"decision_logs": {"drop_decision": "/a b"}}))
+    config = server.parse_config(json.dumps({"decision_logs": {"mask_decision": "data/x/y"}}))
+    assert config.mask_decision == "/x/y" and config.drop_decision == "/system/log/drop"
+
+
+def test_a_stalled_plugin_log_is_reported() -> None:
+    stall = (
+        'time="2026-12-06T03:10:00.000000000Z" level=error msg="Error while reading from Writer: '
+        f'bufio.Scanner: token too long" plugin={PLUGIN_ID}'
+    )
+    found = _collect([stall], kinds=D.KINDS)
+    assert found["log_stalls"] == [{"time": "2026-12-06T03:10:00.000000000Z", "plugin": PLUGIN_ID}]
+    doc = X.explain_fleet({"h": {"decisions": found, "policy": None}})
+    assert "token too long" in doc["hosts"][0]["warning"]
+    assert "WARNING: dockerd stopped reading the plugin's log" in X.render_text(doc)

@@ -686,5 +686,6 @@ def test_the_roles_bundle_loads_and_enforces_in_config_file_mode(tmp_path, capsy
         == server.DENY_MSG
     )
     logs = console_lines(capsys.readouterr().err)
-    assert [d["result"] for d in logs] == [True, False]
+    # the bundle's system/log.rego drops allowed decisions no rule in audit flags (pure enforce)
+    assert [d["result"] for d in logs] == [False]
     assert logs[0]["bundles"] == {"authz": {"revision": manifest["revision"]}}

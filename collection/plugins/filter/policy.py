@@ -25,6 +25,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import (
+    LOG_POLICY,
     POLICY_LIBRARY,
     POLICY_VARIABLES,
     RULE_IDS,
@@ -76,7 +77,7 @@ def _config(value: Any, filter_name: str) -> dict[str, Any]:
 
 
 def _sources() -> dict[str, str]:
-    names = [POLICY_LIBRARY, *(rule_source(rule_id) for rule_id in RULE_IDS)]
+    names = [POLICY_LIBRARY, LOG_POLICY, *(rule_source(rule_id) for rule_id in RULE_IDS)]
     try:
         return {name: (SOURCES / name).read_text(encoding="utf-8") for name in names}
     except OSError as exc:

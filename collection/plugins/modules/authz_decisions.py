@@ -208,6 +208,14 @@ lines_read:
   description: Log lines read.
   returned: always
   type: int
+log_stalls:
+  description:
+    - The last 5 times dockerd logged C(Error while reading from Writer - bufio.Scanner - token too long)
+      for a plugin (a line of its stderr over 64 KiB; dockerd up to 24.0.2 then stops reading it, and
+      the plugin hangs the Docker API once the pipe is full), each with C(time) and C(plugin).
+  returned: always
+  type: list
+  elements: dict
 message:
   description: Why nothing was found (no log, an empty window), or an empty string.
   returned: always
