@@ -706,8 +706,11 @@ ROOT_NO_LIMITS = ("POST", "/v1.47/containers/create?name=rooty", {"Image": "busy
 
 
 def test_bundle_drops_allowed_decisions_in_pure_enforce(tmp_path: Path) -> None:
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check import check_bundle
+
     plugin, root = _bundle_plugin(tmp_path)
     assert json.loads((root / ".manifest").read_text())["roots"] == ["docker/authz", "system/log"]
+    assert "system/log.rego" in check_bundle(str(root), "v1")["files"], "the role's own check accepts it"
     priv = _runs()["privileged"][0]
     allowed, err = _logged(plugin, ALLOWED_RUN, ("GET", "/v1.47/containers/json", None), priv)
     assert allowed == [True, True, False]

@@ -42,9 +42,10 @@ max_key := 128
 
 input_size := count(json.marshal(input.input))
 
-mask contains {"op": "upsert", "path": "/input", "value": masked_input} if {
+mask contains rule if {
 	is_object(input.input)
 	input_size > max_input
+	rule := {"op": "upsert", "path": "/input", "value": masked_input}
 }
 
 masked_input := object.union(second_pass, {"DockerAuthzMasked": record})
@@ -57,13 +58,13 @@ record := {
 
 denials := d if {
 	event := input
-	d := data.docker.authz.deny with input as event.input
-} else := set()
+	d := [r | some r in data.docker.authz.deny] with input as event.input
+} else := []
 
 audits := a if {
 	event := input
-	a := data.docker.authz.audit with input as event.input
-} else := set()
+	a := [r | some r in data.docker.authz.audit] with input as event.input
+} else := []
 
 short_reason(r) := r if {
 	count(r) <= 240
@@ -82,11 +83,14 @@ part(k, v) := shallow_body(v) if {
 	is_array(v)
 } else := short(v)
 
-shallow_body(body) := object.union(shallow(body), {"HostConfig": shallow(body.HostConfig)}) if {
+shallow_body(body) := merged if {
 	is_object(body.HostConfig)
+	merged := object.union(shallow(body), {"HostConfig": shallow(body.HostConfig)})
 } else := shallow(body)
 
-shallow(obj) := {k: short(x) | some k, x in obj; count(k) <= max_key}
+shallow(obj) := out if {
+	out := {k: short(x) | some k, x in obj; count(k) <= max_key}
+}
 
 short(x) := x if {
 	count(json.marshal(x)) <= max_part
