@@ -247,7 +247,8 @@ def host_row(name: str, entry: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "counts": verify.get("counts") or {},
         "enforced": verify.get("enforced"),
-        "warnings": list(entry.get("warnings") or verify.get("warnings") or []),
+        "warnings": list(entry.get("warnings") or verify.get("warnings") or [])
+        + list(entry.get("log_warnings") or []),
         "cves": [
             c for c in (verify.get("engine") or {}).get("cves") or [] if c.get("vulnerable") is not False
         ],

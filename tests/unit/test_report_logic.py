@@ -116,6 +116,11 @@ CASES = {
     "ok": ({"facts": _facts(), "verify": _verify()}, "ok", ""),
     "warn": ({"facts": _facts(), "verify": _verify(warnings=["old engine"])}, "warning", "1 warning"),
     "fail": ({"facts": _facts(), "verify": _verify(failed=2)}, "failing", "2 of 3 probes failed"),
+    "logstall": (
+        {"facts": _facts(), "verify": _verify(warnings=["old engine"]), "log_warnings": ["stopped reading"]},
+        "warning",
+        "2 warning",
+    ),
     "nopolicy": ({"facts": _facts(policy={"exists": False}), "verify": _verify()}, "failing", "is missing"),
     "unhooked": (
         {"facts": _facts(daemon_json={"hooked": False})},

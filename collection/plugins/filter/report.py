@@ -69,6 +69,8 @@ def _denials(hostvars: Any, host: str, cache: dict[str, PolicyEvaluator]) -> dic
     except ExplainError as exc:
         return {"denials": [], "denials_error": str(exc)}
     out: dict[str, Any] = {"denials": explained["items"]}
+    if explained.get("warning"):  # dockerd stopped reading the plugin's log (a line over 64 KiB)
+        out["log_warnings"] = [explained["warning"]]
     if decisions.get("source") == "none":
         out["denials_error"] = str(decisions.get("message") or "no dockerd log found")
     elif explained.get("truncated"):
