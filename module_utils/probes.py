@@ -34,6 +34,7 @@ it.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import ipaddress
 import json
 import os
@@ -1331,6 +1332,81 @@ def build_probes(settings: Settings, probe_bypasses: bool = True) -> list[Probe]
     return t.probes
 
 
+DEPTH_FULL = "full"
+DEPTH_QUICK = "quick"
+DEPTHS = (DEPTH_FULL, DEPTH_QUICK)
+
+
+def select_probes(probes: list[Probe], depth: str = DEPTH_FULL) -> list[Probe]:
+    """The probes to send at ``depth``. ``full``: the whole table. ``quick``: the compliant
+    create (must be allowed) and one plain create the policy must deny - ``privileged`` when
+    that rule denies, else the first rule's plain create probe - chosen from the full table,
+    so audit mode's expectations hold for them too."""
+    if depth == DEPTH_FULL:
+        return probes
+    if depth != DEPTH_QUICK:
+        raise VerifyInputError(f"depth must be one of {', '.join(DEPTHS)}, got {depth!r}")
+    compliant = [p for p in probes if p.name == "compliant-create"]
+    plain_denials = [
+        p
+        for p in probes
+        if p.expect == DENY and p.path == "/containers/create" and p.bypass is None and p.rule != ALWAYS_ON
+    ]
+    privileged = [p for p in plain_denials if p.name == "privileged"]
+    denial = next(iter(privileged or plain_denials), None)
+    return compliant + ([denial] if denial is not None else [])
+
+
+def state_problems(
+    plugin: dict[str, Any],
+    *,
+    alias: str,
+    policy_sha256: str | None = None,
+    args: str | None = None,
+    daemon_json_path: str | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Compare what the host runs with what the role would write: the policy file's sha256, the
+    plugin's opa-args (enabled), and ``alias`` in daemon.json's authorization-plugins. Only the
+    expectations given are checked; returns (problems, what was found)."""
+    found: dict[str, Any] = {}
+    problems: list[str] = []
+    if policy_sha256 is not None:
+        path = plugin.get("policy_file")
+        digest = None
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    digest = hashlib.sha256(handle.read()).hexdigest()
+            except OSError:
+                digest = None
+        found["policy_sha256"] = digest
+        if digest != policy_sha256.lower():
+            problems.append(
+                f"the policy {path or '(no path)'} is not the one the role writes "
+                f"(sha256 {digest or 'missing'}, expected {policy_sha256.lower()})"
+            )
+    if args is not None:
+        found["args"] = plugin.get("args")
+        if not plugin.get("installed") or not plugin.get("enabled"):
+            problems.append(f"plugin {alias} is not installed and enabled")
+        elif " ".join(str(plugin.get("args") or "").split()) != " ".join(args.split()):
+            problems.append(f"plugin {alias} runs with opa-args '{plugin.get('args')}', expected '{args}'")
+    if daemon_json_path is not None:
+        names: list[str] = []
+        try:
+            with open(daemon_json_path, encoding="utf-8") as handle:
+                doc = json.load(handle)
+            if isinstance(doc, dict):
+                names = [str(n) for n in (doc.get("authorization-plugins") or [])]
+        except (OSError, ValueError):
+            names = []
+        hooked = any(_same_plugin(n, alias) for n in names)
+        found["hooked"] = hooked
+        if not hooked:
+            problems.append(f"{daemon_json_path} does not name {alias} in authorization-plugins")
+    return problems, found
+
+
 # --------------------------------------------------------------------------------------------
 # classification
 # --------------------------------------------------------------------------------------------
@@ -1654,8 +1730,14 @@ def verify(
     accept_other_plugins: bool = False,
     policy_path: str | None = None,
     timeout: float = 30.0,
+    depth: str = DEPTH_FULL,
+    expect_policy_sha256: str | None = None,
+    expect_args: str | None = None,
+    expect_hooked_in: str | None = None,
 ) -> dict[str, Any]:
-    """Run every probe; return the module's result (``failed`` and ``msg`` set on failure)."""
+    """Run the probes of ``depth`` (select_probes) and compare the host's state with the
+    expectations given (state_problems); return the module's result (``failed`` and ``msg``
+    set on failure)."""
     ping = connect(client)
     engine = engine_facts(client, ping)
     if engine["kind"] == "podman":
@@ -1663,9 +1745,17 @@ def verify(
             f"unix://{client.socket_path} is Podman's Docker-compatible API: Podman has no authorization "
             "plugins, so there is nothing to verify. Point socket at a Docker Engine."
         )
-    probes = build_probes(settings, probe_bypasses)
+    table = build_probes(settings, probe_bypasses)
+    probes = select_probes(table, depth)
     results = [run_probe(client, p, alias, timeout, accept_other_plugins) for p in probes]
     plugin = plugin_facts(client, alias, policy_path)
+    state_issues, state = state_problems(
+        plugin,
+        alias=alias,
+        policy_sha256=expect_policy_sha256,
+        args=expect_args,
+        daemon_json_path=expect_hooked_in,
+    )
     warnings: list[str] = []
     findings: list[dict[str, Any]] = []
     chain_problems: list[str] = []  # another plugin answered for ours (not accept_other_plugins)
@@ -1747,6 +1837,7 @@ def verify(
     if failed:
         problems.append(f"{len(failed)} of {len(results)} probes failed")
     problems.extend(chain_problems)
+    problems.extend(state_issues)
     if not denied_by_alias:
         if deny_probes:
             problems.append(
@@ -1762,6 +1853,9 @@ def verify(
         "plugin": plugin,
         "probes": [r.as_dict() for r in results],
         "counts": {"total": len(results), "passed": len(results) - len(failed), "failed": len(failed)},
+        "depth": depth,
+        "table_size": len(table),
+        "state": state,
         "rules": settings.enabled,
         "profile": settings.profile,
         "warnings": warnings,
@@ -1774,7 +1868,8 @@ def verify(
     else:
         result["msg"] = (
             f"{len(results) - len(failed)} of {len(results)} probes passed "
-            f"on Docker Engine {engine['version']} "
+            + (f"(quick proof; {len(table)} in the full table) " if depth == DEPTH_QUICK else "")
+            + f"on Docker Engine {engine['version']} "
             f"(plugin {alias})" + ("" if expect_enforced else f"; report only: {'; '.join(problems) or 'ok'}")
         )
     return result

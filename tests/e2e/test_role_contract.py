@@ -71,6 +71,7 @@ ORCHESTRATION_VARIABLES = [
     "docker_authz_unhook_other_plugins",
     "docker_authz_api_timeout",
     "docker_authz_verify",
+    "docker_authz_verify_depth",
     "docker_authz_verify_bypasses",
     "docker_authz_verify_accept_other_plugins",
     "docker_authz_verify_rules",

@@ -7,6 +7,9 @@ is made with the host's own docker CLI and files, not with the role's own report
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,9 @@ def test_converge_enforces_the_policy(fleet: Fleet) -> None:
     verify = fleet.task(run, "Verify that the plugin enforces the policy")
     assert verify["status"] == "ok" and not verify["result"]["changed"]
     assert verify["result"]["counts"]["failed"] == 0
+    # the first converge changed the host: the whole probe table ran
+    assert verify["result"]["depth"] == "full"
+    assert verify["result"]["counts"]["total"] == verify["result"]["table_size"] > 10
     assert any(p["name"] == "privileged" and p["outcome"] == "denied" for p in verify["result"]["probes"])
 
 
@@ -80,6 +86,27 @@ def test_second_converge_changes_nothing(fleet: Fleet) -> None:
     assert recap["changed"] == 0 and recap["failed"] == 0, (recap, changed)
     assert fleet.state() == before
     fleet.assert_enforced()
+    _assert_quick_proof(fleet, run)
+
+
+def _assert_quick_proof(fleet: Fleet, run) -> None:
+    """The run changed nothing, so it proved the state and ran two probes, not the table."""
+    verify = fleet.task(run, "Verify that the plugin enforces the policy")["result"]
+    assert verify["depth"] == "quick", verify.get("msg")
+    assert [(p["name"], p["outcome"], p["passed"]) for p in verify["probes"]] == [
+        ("compliant-create", "authorized", True),
+        ("privileged", "denied", True),
+    ]
+    policy = fleet.host.read_file(POLICY)
+    assert verify["state"] == {
+        "policy_sha256": hashlib.sha256(policy.encode()).hexdigest(),
+        "args": "-policy-file /opa/policies/authz.rego -log-only-denied",
+        "hooked": True,
+    }
+    # one module run reads the host; nothing writes daemon.json again; one compile for the play
+    assert fleet.ran(run, "Read the host's") == ["Read the host's Docker socket, engine, plugin and files"]
+    assert fleet.ran(run, "Add the plugin to authorization-plugins") == []
+    assert len([r for r in run.results if r["task"].endswith("Compile the policy on the controller")]) == 1
 
 
 def test_check_mode_on_the_hardened_host_reports_no_change(fleet: Fleet) -> None:
@@ -97,6 +124,80 @@ def test_verify_playbook_changes_nothing(fleet: Fleet) -> None:
     assert run.returncode == 0, run.stdout[-4000:]
     assert fleet.recap(run)["changed"] == 0
     assert "privileged" in run.stdout and "denied" in run.stdout
+    assert fleet.state() == before
+
+
+def test_verify_depth_full_and_a_changed_input_run_the_whole_table(fleet: Fleet) -> None:
+    run, _ = fleet.play("harden.yml", {"docker_authz_verify_depth": "full"})
+    assert run.returncode == 0 and fleet.recap(run)["changed"] == 0, run.stdout[-4000:]
+    verify = fleet.task(run, "Verify that the plugin enforces the policy")["result"]
+    assert verify["depth"] == "full" and verify["counts"]["total"] == verify["table_size"] > 10
+    # a changed input (a rule off): the policy is written, and the whole table proves it
+    run, _ = fleet.play("harden.yml", {"docker_authz_deny_devices": False})
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.task(run, "Write the policy file")["result"]["changed"]
+    verify = fleet.task(run, "Verify that the plugin enforces the policy")["result"]
+    assert verify["depth"] == "full" and verify["counts"]["failed"] == 0
+    run, _ = fleet.play("harden.yml")
+    assert run.returncode == 0 and fleet.task(run, "Write the policy file")["result"]["changed"]
+    assert fleet.task(run, "Verify that the plugin enforces the policy")["result"]["depth"] == "full"
+
+
+def test_quick_proof_detects_a_tampered_host(fleet: Fleet) -> None:
+    """The quick proof compares the host with what the role writes: a policy edited on the
+    host fails it (named), and the next converge writes it back and runs the whole table."""
+    h = fleet.host
+    good = h.read_file(POLICY)
+    h.write_file(POLICY, good + "\n# edited by hand\n", mode="0640")
+    play = f"""
+- hosts: docker_hosts
+  gather_facts: false
+  tasks:
+    - name: Quick proof against the policy the role writes
+      hardening.docker_authz.authz_verify:
+        depth: quick
+        policy_path: {POLICY}
+        expect_policy_sha256: {hashlib.sha256(good.encode()).hexdigest()}
+        expect_args: -policy-file /opa/policies/authz.rego -log-only-denied
+        expect_hooked_in: /etc/docker/daemon.json
+      ignore_errors: true
+"""
+    run = run_playbook(play, fleet.tmp, inventory=fleet.inventory)
+    proof = run.task("Quick proof against the policy the role writes")
+    assert proof["status"] == "failed", proof["result"].get("msg")
+    assert f"the policy {POLICY} is not the one the role writes" in proof["result"]["msg"]
+    run, _ = fleet.play("harden.yml")
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.task(run, "Write the policy file")["result"]["changed"]
+    verify = fleet.task(run, "Verify that the plugin enforces the policy")["result"]
+    assert verify["depth"] == "full" and verify["counts"]["failed"] == 0
+    assert h.read_file(POLICY) == good
+
+    # the hook taken out of daemon.json (and dockerd reloaded): put back, fully verified
+    before = fleet.state()
+    doc = json.loads(h.read_file("/etc/docker/daemon.json"))
+    doc["authorization-plugins"] = [p for p in doc["authorization-plugins"] if p != ALIAS]
+    h.write_file("/etc/docker/daemon.json", json.dumps(doc))
+    h.hup_dockerd()
+    time.sleep(1)
+    fleet.assert_not_enforced()
+    run, _ = fleet.play("harden.yml")
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.task(run, "Add the plugin to authorization-plugins in daemon.json")["result"]["changed"]
+    assert fleet.task(run, "Verify that the plugin enforces the policy")["result"]["depth"] == "full"
+    fleet.assert_enforced()
+    assert fleet.state().plugins == before.plugins
+    run, _ = fleet.play("harden.yml")
+    assert run.returncode == 0 and fleet.recap(run)["changed"] == 0, run.stdout[-4000:]
+    _assert_quick_proof(fleet, run)
+
+
+def test_bad_verify_depth_is_refused_before_anything(fleet: Fleet) -> None:
+    before = fleet.state()
+    run, _ = fleet.play("harden.yml", {"docker_authz_verify_depth": "deep"})
+    out = _failed_with(fleet, run, "docker_authz_verify_depth")
+    assert "auto, quick, full" in out and "deep" in out, out[-3000:]
+    assert fleet.ran(run, "Read the host's") == []
     assert fleet.state() == before
 
 

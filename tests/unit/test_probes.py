@@ -675,3 +675,68 @@ def test_module_refuses_bad_rules_and_runs_in_check_mode(engine_factory, tmp_pat
     assert good["counts"] == {"total": len(P.build_probes(s)), "passed": len(P.build_probes(s)), "failed": 0}
     assert any("CVE-2024-41110" in str(w) for w in good.get("warnings", [])), good.get("warnings")
     assert run.recap() == {**run.recap(), "ok": 2, "changed": 0, "ignored": 1}
+
+
+# ------------------------------------------------------------------- depth: quick
+def test_quick_depth_selects_the_compliant_and_the_privileged_create() -> None:
+    s = P.normalize_rules({}, "restricted")
+    table = P.build_probes(s)
+    quick = P.select_probes(table, "quick")
+    assert [(p.name, p.expect) for p in quick] == [("compliant-create", "allow"), ("privileged", "deny")]
+    assert P.select_probes(table, "full") == table
+    # deny_privileged off: the first rule's plain create probe stands in
+    s = P.normalize_rules({"deny_privileged": False}, "restricted")
+    quick = P.select_probes(P.build_probes(s), "quick")
+    assert quick[0].name == "compliant-create" and quick[1].expect == "deny" and quick[1].bypass is None
+    assert quick[1].rule != "deny_privileged"
+    with pytest.raises(P.VerifyInputError, match="depth must be one of full, quick, got 'deep'"):
+        P.select_probes(table, "deep")
+
+
+def _hooked_daemon_json(tmp_path: Path, names: list[str]) -> Path:
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"authorization-plugins": names}))
+    return path
+
+
+def test_quick_depth_proves_state_and_enforcement(engine_factory, tmp_path: Path) -> None:
+    import hashlib
+
+    (tmp_path / "policies").mkdir()
+    policy = tmp_path / "policies" / "authz.rego"
+    policy.write_text("package docker.authz\n")
+    digest = hashlib.sha256(policy.read_bytes()).hexdigest()
+    s = P.normalize_rules({}, "baseline")
+    eng = engine_factory(compliant_only(s), plugins=[plugin_with_source(tmp_path)])
+    daemon_json = _hooked_daemon_json(tmp_path, ["opa-docker-authz"])
+    args = "-policy-file /opa/policies/authz.rego -quiet"
+    expect = {"expect_policy_sha256": digest, "expect_args": args, "expect_hooked_in": str(daemon_json)}
+    result = run_verify(eng, s, depth="quick", **expect)
+    assert "failed_verification" not in result, result["msg"]
+    assert result["counts"] == {"total": 2, "passed": 2, "failed": 0}
+    assert result["depth"] == "quick" and result["table_size"] == len(P.build_probes(s))
+    assert result["state"] == {"policy_sha256": digest, "args": args, "hooked": True}
+    assert "quick proof" in result["msg"]
+    sent = [r for r in eng.requests if r.method not in ("GET", "HEAD")]
+    assert len(sent) == 2
+
+    # each tampered piece is named, and fails the proof
+    policy.write_text("package docker.authz\nallow := true\n")
+    bad = run_verify(eng, s, depth="quick", **expect)
+    assert bad["failed_verification"] is True
+    assert f"is not the one the role writes (sha256 {hashlib.sha256(policy.read_bytes()).hexdigest()}" in bad["msg"]
+    policy.write_text("package docker.authz\n")
+    assert "failed_verification" not in run_verify(eng, s, depth="quick", **expect)
+    bad = run_verify(eng, s, depth="quick", **{**expect, "expect_args": "-policy-file /opa/policies/other.rego"})
+    assert "runs with opa-args '-policy-file /opa/policies/authz.rego -quiet', expected" in bad["msg"]
+    _hooked_daemon_json(tmp_path, ["other-plugin"])
+    bad = run_verify(eng, s, depth="quick", **expect)
+    assert f"{daemon_json} does not name opa-docker-authz in authorization-plugins" in bad["msg"]
+
+
+def test_quick_depth_fails_when_the_plugin_allows_privileged(engine_factory, tmp_path: Path) -> None:
+    s = P.normalize_rules({})
+    eng = engine_factory(lambda req: None, plugins=[plugin_with_source(tmp_path)])
+    result = run_verify(eng, s, depth="quick")
+    assert result["failed_verification"] is True and result["counts"]["total"] == 2
+    assert "FAILED  privileged " in result["msg"]

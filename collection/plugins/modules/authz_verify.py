@@ -104,6 +104,31 @@ options:
       - Default is the C(-policy-file) of the plugin's C(opa-args) mapped through the
         plugin's mounts to the host (C(/opa) is the host's C(/etc/docker)).
     type: path
+  depth:
+    description:
+      - V(full) sends the whole probe table. V(quick) sends two probes - the compliant create
+        (must be allowed) and a privileged create (must be denied; the first rule's plain
+        create probe when C(deny_privileged) is off) - and, with the O(expect_policy_sha256),
+        O(expect_args) and O(expect_hooked_in) given, checks that the host runs exactly that
+        policy, plugin arguments and hook. The role runs V(quick) on runs that changed
+        nothing and V(full) otherwise.
+    type: str
+    choices: [full, quick]
+    default: full
+  expect_policy_sha256:
+    description:
+      - The sha256 of the policy file the plugin must read (O(policy_path), or the one found
+        from the plugin's C(-policy-file)); a different or missing file fails the verification.
+    type: str
+  expect_args:
+    description:
+      - The plugin's C(opa-args) as they must be set (compared word by word); the plugin must
+        also be installed and enabled.
+    type: str
+  expect_hooked_in:
+    description:
+      - A C(daemon.json) whose C(authorization-plugins) must name O(plugin).
+    type: path
   socket:
     description:
       - The Docker Engine API unix socket (C(unix://) prefix allowed).
@@ -146,6 +171,14 @@ EXAMPLES = r"""
       max_memory_bytes: 1073741824
       trusted_registries: [registry.example.com]
     policy_path: /etc/docker/policies/authz.rego
+
+- name: Quick proof on a run that changed nothing (two probes, and the deployed state)
+  hardening.docker_authz.authz_verify:
+    depth: quick
+    policy_path: /etc/docker/policies/authz.rego
+    expect_policy_sha256: "{{ lookup('ansible.builtin.file', 'authz.rego') | hash('sha256') }}"
+    expect_args: -policy-file /opa/policies/authz.rego
+    expect_hooked_in: /etc/docker/daemon.json
 
 - name: Report only (never fails), without the bypass probes
   hardening.docker_authz.authz_verify:
@@ -260,6 +293,19 @@ plugin:
     args: -policy-file /opa/policies/authz.rego -quiet
     policy_file: /etc/docker/policies/authz.rego
     policy_file_exists: true
+depth:
+  description: The depth that ran (V(full) or V(quick)).
+  returned: success or verification failure
+  type: str
+table_size:
+  description: How many probes the full table has for these rules (RV(counts.total) at V(full)).
+  returned: success or verification failure
+  type: int
+state:
+  description: What the state checks found (only the ones asked for) - C(policy_sha256), C(args), C(hooked).
+  returned: success or verification failure
+  type: dict
+  sample: {"policy_sha256": "9f2c...", "args": "-policy-file /opa/policies/authz.rego", "hooked": true}
 findings:
   description: Structured warnings - C(kind) V(cve) or V(fail-open), and the message.
   returned: success or verification failure
@@ -294,6 +340,10 @@ def main() -> None:
             "policy_path": {"type": "path"},
             "socket": {"type": "path", "default": "/var/run/docker.sock", "aliases": ["docker_socket"]},
             "timeout": {"type": "int", "default": 30},
+            "depth": {"type": "str", "choices": ["full", "quick"], "default": "full"},
+            "expect_policy_sha256": {"type": "str"},
+            "expect_args": {"type": "str"},
+            "expect_hooked_in": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -315,6 +365,10 @@ def main() -> None:
             accept_other_plugins=p["accept_other_plugins"],
             policy_path=p["policy_path"],
             timeout=float(p["timeout"]),
+            depth=p["depth"],
+            expect_policy_sha256=p["expect_policy_sha256"],
+            expect_args=p["expect_args"],
+            expect_hooked_in=p["expect_hooked_in"],
         )
     except (DockerError, VerifyInputError) as exc:
         module.fail_json(msg=f"cannot verify authorization: {exc}", changed=False)

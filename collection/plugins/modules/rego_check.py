@@ -34,8 +34,14 @@ options:
   path:
     description:
       - The rendered policy file to check (policy-file mode).
-      - Exactly one of O(path) and O(bundle_dir) is required.
+      - Exactly one of O(path), O(bundle_dir) and O(content) is required.
     type: path
+  content:
+    description:
+      - The rendered policy text itself (policy-file mode), instead of a file. The role passes
+        each distinct policy of a play this way, so nothing is written on the controller.
+      - Exactly one of O(path), O(bundle_dir) and O(content) is required.
+    type: str
   bundle_dir:
     description:
       - An OPA bundle directory to check as the plugin loads it in config-file mode - every
@@ -43,7 +49,7 @@ options:
         directory, and C(.manifest) (its C(roots) must cover every package and data path).
       - One module must declare C(package docker.authz); the others may be libraries in other
         packages (their functions may be called from the other modules).
-      - Exactly one of O(path) and O(bundle_dir) is required.
+      - Exactly one of O(path), O(bundle_dir) and O(content) is required.
     type: path
   dialect:
     description:
@@ -129,10 +135,11 @@ def main() -> None:
         argument_spec={
             "path": {"type": "path"},
             "bundle_dir": {"type": "path"},
+            "content": {"type": "str"},
             "dialect": {"type": "str", "required": True, "choices": ["v0", "v1"]},
         },
-        mutually_exclusive=[("path", "bundle_dir")],
-        required_one_of=[("path", "bundle_dir")],
+        mutually_exclusive=[("path", "bundle_dir", "content")],
+        required_one_of=[("path", "bundle_dir", "content")],
         supports_check_mode=True,
     )
     dialect = module.params["dialect"]
@@ -142,6 +149,12 @@ def main() -> None:
             result = check_bundle(bundle_dir, dialect)
         except RegoCheckError as exc:
             module.fail_json(msg=f"the bundle {bundle_dir} must not be deployed: {exc}")
+        module.exit_json(changed=False, **result)
+    if module.params["content"] is not None:
+        try:
+            result = check_policy(module.params["content"], dialect)
+        except RegoCheckError as exc:
+            module.fail_json(msg=f"the rendered policy must not be deployed: {exc}")
         module.exit_json(changed=False, **result)
     path = module.params["path"]
     try:
