@@ -724,10 +724,12 @@ def test_quick_depth_proves_state_and_enforcement(engine_factory, tmp_path: Path
     policy.write_text("package docker.authz\nallow := true\n")
     bad = run_verify(eng, s, depth="quick", **expect)
     assert bad["failed_verification"] is True
-    assert f"is not the one the role writes (sha256 {hashlib.sha256(policy.read_bytes()).hexdigest()}" in bad["msg"]
+    tampered = hashlib.sha256(policy.read_bytes()).hexdigest()
+    assert f"is not the one the role writes (sha256 {tampered}" in bad["msg"]
     policy.write_text("package docker.authz\n")
     assert "failed_verification" not in run_verify(eng, s, depth="quick", **expect)
-    bad = run_verify(eng, s, depth="quick", **{**expect, "expect_args": "-policy-file /opa/policies/other.rego"})
+    other_args = {**expect, "expect_args": "-policy-file /opa/policies/other.rego"}
+    bad = run_verify(eng, s, depth="quick", **other_args)
     assert "runs with opa-args '-policy-file /opa/policies/authz.rego -quiet', expected" in bad["msg"]
     _hooked_daemon_json(tmp_path, ["other-plugin"])
     bad = run_verify(eng, s, depth="quick", **expect)
