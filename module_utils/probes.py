@@ -664,6 +664,21 @@ def _rule_no_new_privileges(t: _Table, r: str) -> None:
     t.post(
         "no-new-privileges-service", r, "/services/create", "service Privileges.NoNewPrivileges=false", spec
     )
+    # NoNewPrivileges true, sent to /v1.43: the daemon would clear it (below API 1.44).
+    old_api = _compliant_service(t.settings, Privileges={"NoNewPrivileges": True})
+    t.add(
+        Probe(
+            "no-new-privileges-service-old-api",
+            r,
+            DENY,
+            "POST",
+            "/services/create",
+            "service NoNewPrivileges=true on /v1.43 (the daemon clears it below API 1.44)",
+            old_api,
+            target="/v1.43/services/create",
+            bypass="other endpoints",
+        )
+    )
 
 
 def _rule_limits(t: _Table, r: str) -> None:

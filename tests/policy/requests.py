@@ -77,7 +77,7 @@ def update(body: dict[str, Any]) -> dict[str, Any]:
 def service(
     container_spec: dict[str, Any] | None = None,
     task_template: dict[str, Any] | None = None,
-    uri: str = "/v1.41/services/create",
+    uri: str = "/v1.44/services/create",
     endpoint_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A service that complies with the restricted profile (user, limits, NoNewPrivileges,

@@ -47,7 +47,7 @@ def build_request(example: dict[str, Any]) -> dict[str, Any]:
         return service_request(
             spec.get("ContainerSpec"),
             spec.get("TaskTemplate"),
-            uri=spec.get("uri", "/v1.41/services/create"),
+            uri=spec.get("uri", "/v1.44/services/create"),
             endpoint_spec=spec.get("EndpointSpec"),
         )
     req = example["request"]

@@ -56,6 +56,9 @@ DENY: dict[str, list[dict]] = {
         create(host_config={"SecurityOpt": ["no-new-privileges", "no-new-privileges:false"]}),
         service({"Privileges": {"NoNewPrivileges": False}}),
         service({"Privileges": {"NoNewPrivileges": None}}),
+        # the daemon clears NoNewPrivileges below API 1.44
+        service(uri="/v1.43/services/create"),
+        service(uri="/v1.41/services/s1/update?version=3"),
     ],
     "resource_limits": [
         create(host_config={"Memory": 0}),
@@ -272,7 +275,7 @@ ALLOW: dict[str, list[dict]] = {
         update({"RestartPolicy": {"Name": "always"}}),
         create(host_config={"OomScoreAdj": 500, "OomKillDisable": False, "CgroupParent": ""}),
         create(host_config={"MemorySwap": 0}),
-        service(uri="/v1.41/services/create"),
+        service(uri="/v1.44/services/create"),
         service(uri="/services/create"),
     ],
     "ports": [

@@ -56,7 +56,7 @@ def decisions(config: dict[str, Any], dialect: str) -> list[tuple[P.Probe, bool,
     out = []
     for probe in P.build_probes(P.normalize_rules(config)):
         req = H.request(
-            probe.method, probe.request_target("1.41"), probe.body, content_type=probe.content_type
+            probe.method, probe.request_target("1.44"), probe.body, content_type=probe.content_type
         )
         allow, deny = policy.decide(req)
         out.append((probe, allow, deny))
@@ -125,7 +125,7 @@ def test_probes_of_rules_in_audit_are_allowed_and_flagged_in_audit(dialect: str)
     flipped = [p for p in P.build_probes(P.normalize_rules(config)) if p.rule in audited]
     assert flipped and all(p.expect == P.ALLOW and p.path == "/containers/create" for p in flipped)
     for probe in flipped:
-        target = probe.request_target("1.41")
+        target = probe.request_target("1.44")
         req = H.request(probe.method, target, probe.body, content_type=probe.content_type)
         audit = H.deny_members(policy.query("data.docker.authz.audit", H.build_input(req)))
         assert {r.split(":", 1)[0] for r in audit} == {RULE_IDS[probe.rule]}, (probe.name, audit)

@@ -51,3 +51,11 @@ no_new_privileges_set if {
 service_no_new_privileges_set if {
 	field(service_path(["privileges", "nonewprivileges"])) == true
 }
+
+# The daemon clears a service's NoNewPrivileges (and its Seccomp and AppArmor settings) when the
+# path's API version is below 1.44 (adjustForAPIVersion in daemon/server/router/swarm/helpers.go),
+# after the policy saw it true. A path without a version is the daemon's own, new enough.
+deny contains "no_new_privileges: services sent to an API version below 1.44 lose Privileges.NoNewPrivileges (the daemon clears it): use /v1.44 or later" if {
+	service_spec
+	api_below(1, 44)
+}
