@@ -620,7 +620,8 @@ def _handover(
         _write_chain(dj_path, doc, p.chain_after)
         reload()
         _wait_head(client, alias, confirm)
-        result["unenforced_seconds"] = round(time.monotonic() - t_off, 2)
+        result["unenforced_seconds"] = round(time.monotonic() - t_off, 3)
+        result["removal_window"] = True
         if result.get("_not_removed"):
             _remove_old(client, [f for f in left if f.name in result["_not_removed"]], result)
     confirmed, last = _wait_enforced(client, alias, confirm)
@@ -646,7 +647,7 @@ def _done_message(p: Plan, params: dict[str, Any], result: dict[str, Any]) -> st
                 "failed closed until the role's policy was written right after"
             )
         done += f". Without this enforcement for {result['unenforced_seconds']} s"
-        if result["unenforced_seconds"]:
+        if result.get("removal_window"):
             done += (
                 " (the old plugin's removal, which the role's policy denies, between an unhook and a hook)"
             )

@@ -26,10 +26,13 @@ the host without the API (tasks/repair.yml).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -473,3 +476,80 @@ def diagnose(
         legacy=legacy_plugins(),
         installed=dockerd_installed(),
     )
+
+
+# ---------------------------------------------------------------------------- repairing a hang
+def revive_plugin(
+    name: str,
+    socket_path: str,
+    daemon_json_path: str,
+    *,
+    check_mode: bool = False,
+    timeout: float = 45.0,
+    proc: str = "/proc",
+) -> dict[str, Any]:
+    """A hooked, enabled plugin whose process does not answer (stopped, wedged): SIGKILL its
+    process, found without the API (its containerd shim in dockerd's plugin namespace), so that
+    dockerd starts it again with the same args - it stays in the chain, nothing goes through
+    unchecked - and wait until ``GET /version`` answers. Returns the module result."""
+    from .plugin_restart import find_plugin_pids
+
+    doc = daemon_json(daemon_json_path)
+    data_root = str(doc.get("data-root") or DEFAULT_DATA_ROOT)
+    found = find_plugin(name, plugins_on_disk(data_root))
+    if found is None or not found.enabled:
+        state = "not installed" if found is None else "disabled"
+        return {
+            "changed": False,
+            "revived": False,
+            "pids": [],
+            "seconds": None,
+            "message": f"{name} is {state}: there is no process to restart",
+        }
+    pids = find_plugin_pids(found.plugin_id, proc)
+    if not pids:
+        return {
+            "changed": False,
+            "revived": False,
+            "pids": [],
+            "seconds": None,
+            "message": f"no process of {found.name} ({found.plugin_id[:12]}) found: dockerd is starting it",
+        }
+    if check_mode:
+        return {
+            "changed": True,
+            "revived": False,
+            "pids": pids,
+            "seconds": None,
+            "message": f"would kill {found.name}'s process {pids} so that dockerd starts it again",
+        }
+    start = time.monotonic()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    client = DockerClient(socket_path, timeout=5)
+    while True:
+        try:
+            resp = client.raw_request("GET", "/version", versioned=False, timeout=5)
+            if resp.status == 200:
+                seconds = round(time.monotonic() - start, 2)
+                return {
+                    "changed": True,
+                    "revived": True,
+                    "pids": pids,
+                    "seconds": seconds,
+                    "message": f"killed {found.name}'s process {pids}; dockerd started it again and the "
+                    f"API answers through it after {seconds} s (enforcement stayed on)",
+                }
+        except (DockerUnavailable, DockerAPIError):
+            pass
+        if time.monotonic() - start >= timeout:
+            return {
+                "changed": True,
+                "revived": False,
+                "pids": pids,
+                "seconds": None,
+                "message": f"killed {found.name}'s process {pids}, but the API did not answer within "
+                f"{timeout:.0f} s",
+            }
+        time.sleep(0.5)

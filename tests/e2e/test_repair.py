@@ -8,11 +8,12 @@ and the run's output naming the cause. Judged with the host's docker CLI and fil
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
-from tests.e2e.conftest import ALIAS, POLICY, TIMINGS, Fleet
+from tests.e2e.conftest import ALIAS, DAEMON_JSON, POLICY, TIMINGS, Fleet
 from tests.lib.ansible_run import PlaybookRun
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -170,6 +171,86 @@ def test_plugin_process_killed_repeatedly(fleet: Fleet) -> None:
     _enforced_by_ours(fleet)
 
 
+def test_plugin_that_hangs_is_restarted_in_place(fleet: Fleet) -> None:
+    """The plugin's process stopped (SIGSTOP): every API call waits on it. harden.yml names the
+    cause, kills the hung process without the API (dockerd starts it again, still hooked: no
+    unhook, enforcement never off) and converges."""
+    h = fleet.host
+    pid = h.dockerd_pid()
+    pattern = "'[o]pa-docker-authz-double/server.py'"
+    h.sh(f"pkill -STOP -f {pattern}")
+    try:
+        hung = h.exec("timeout", "5", "docker", "version", check=False)
+        assert hung.returncode == 124, f"the API should hang: {hung.returncode} {hung.stderr}"
+        run, seconds = fleet.play("harden.yml")
+        TIMINGS["repair: plugin hung (SIGSTOP), restarted in place"] = seconds
+    finally:
+        h.sh(f"pkill -CONT -f {pattern}", check=False)
+    _ok(run)
+    said = _said(fleet, run, "Say what the repair will do")
+    assert "does not answer in time" in said and "kills the hung plugin process" in said, said
+    done = _said(fleet, run, "Report the repair")
+    assert "after the hung plugin process was killed and dockerd started it again" in done, done
+    assert "Cause: plugin_timeout" in done, done
+    assert fleet.ran(run, "Remove the locked plugin from authorization-plugins") == [], "no unhook needed"
+    assert h.dockerd_pid() == pid
+    _enforced_by_ours(fleet)
+
+
+def _fail_msg(fleet: Fleet, run: PlaybookRun) -> str:
+    return str(fleet.task(run, "Fail the host with the reason")["result"]["msg"])
+
+
+def test_disk_full_while_writing_the_policy_or_daemon_json(fleet: Fleet) -> None:
+    """/etc/docker on a 1 MiB tmpfs (dockerd and the plugin restarted on it), filled to the last
+    byte. A run that must write the policy, then one that must write daemon.json: each fails
+    naming the cause, leaves no half-written or temporary file, rolls back to the previous state
+    with the API answering; with space again the next run converges."""
+    h = fleet.host
+    h.stop_dockerd()
+    h.sh(
+        "cp -a /etc/docker /tmp/etc-docker && mount -t tmpfs -o size=1m tmpfs /etc/docker "
+        "&& cp -a /tmp/etc-docker/. /etc/docker/"
+    )
+    h.start_dockerd()
+    fleet.assert_enforced()
+    fill = "dd if=/dev/zero of=/etc/docker/filler bs=1k count=2048 2>/dev/null; sync; true"
+
+    def files() -> tuple[str, str, str]:
+        listing = h.sh("find /etc/docker -type f ! -name filler -printf '%p %s\\n' | sort").stdout
+        return h.read_file(POLICY), h.read_file(DAEMON_JSON), listing
+
+    # 1. the policy: a profile change rewrites it
+    h.sh(fill)
+    before = files()
+    run, _ = fleet.play("harden.yml", extra_vars={"docker_authz_profile": "restricted"})
+    assert run.returncode != 0
+    msg = _fail_msg(fleet, run)
+    assert "No space left on device" in msg and "Rolled back" in msg, msg
+    assert files() == before, "a file was half-written or left behind"
+    fleet.assert_enforced()
+
+    # 2. daemon.json: the plugin unhooked by hand, so the run must hook it again
+    h.sh("rm -f /etc/docker/filler")
+    doc = json.loads(h.read_file(DAEMON_JSON))
+    doc["authorization-plugins"] = []
+    h.write_file(DAEMON_JSON, json.dumps(doc, indent=2) + "\n")
+    h.hup_dockerd()
+    h.sh(fill)
+    before = files()
+    run, _ = fleet.play("harden.yml")
+    assert run.returncode != 0
+    msg = _fail_msg(fleet, run)
+    assert "No space left on device" in msg and "Rolled back" in msg, msg
+    assert files() == before, "a file was half-written or left behind"
+    fleet.assert_not_enforced()  # the previous state: unhooked, the API answering
+
+    h.sh("rm -f /etc/docker/filler")
+    run, _ = fleet.play("harden.yml")
+    _ok(run)
+    fleet.assert_enforced()
+
+
 def test_dockerd_down_is_named_not_repaired(fleet: Fleet) -> None:
     h = fleet.host
     h.stop_dockerd()
@@ -203,3 +284,38 @@ def test_remove_on_a_locked_host(fleet: Fleet) -> None:
     fleet.assert_not_enforced()
     fleet.compliant_run()
     assert h.dockerd_pid() == pid, "a reload is enough"
+
+
+def test_locked_host_in_bundle_mode_is_repaired(fleet: Fleet) -> None:
+    """Bundle mode (the plugin loads its bundle once, at start): a bundle that denies everything,
+    loaded by a plugin restart, locks the host. The policy file cannot fix that, so harden.yml
+    names the cause, unhooks and reloads without the API, writes the right bundle, restarts the
+    plugin on it, hooks it again and verifies."""
+    h = fleet.host
+    bundle = {"docker_authz_policy_mode": "bundle", "docker_authz_plugin_digest_check": False}
+    run, _ = fleet.play("harden.yml", extra_vars=bundle)
+    _ok(run)
+    _enforced_by_ours(fleet)
+    h.sh("find /etc/docker/policies/bundle -name '*.rego' -delete")
+    h.write_file("/etc/docker/policies/bundle/docker/authz/deny.rego", DENY_ALL, mode="0640")
+    h.sh("pkill -KILL -f '[o]pa-docker-authz-double/server.py'")
+    deadline = time.monotonic() + 60
+    while h.exec("timeout", "10", "docker", "ps", check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the deny-all bundle never took effect"
+        time.sleep(1)
+    _locked(fleet, f"authorization denied by plugin {ALIAS}:latest")
+    run, seconds = fleet.play("harden.yml", extra_vars=bundle)
+    TIMINGS["repair: locked host in bundle mode"] = seconds
+    _ok(run)
+    said = _said(fleet, run, "Say what the repair will do")
+    assert f"the authorization plugin {ALIAS}:latest denies the role's own calls" in said, said
+    assert "reloads dockerd without the API" in said, said
+    assert "after opa-docker-authz was unhooked and dockerd reloaded" in _said(
+        fleet, run, "Report the repair"
+    )
+    assert fleet.task(run, "Restart the plugin in place to load the new bundle")["result"]["changed"]
+    _enforced_by_ours(fleet)
+    assert (
+        h.exec("test", "-e", "/etc/docker/policies/bundle/docker/authz/deny.rego", check=False).returncode
+        != 0
+    )

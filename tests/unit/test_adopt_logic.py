@@ -279,7 +279,8 @@ def test_handover_removal_denied_gets_a_short_window(
     res = adopt(host["params"], client=client, reloader=_reloader(host, client, log, chains))  # type: ignore[arg-type]
     assert chains == [[ALIAS, "other"], ["other"], [ALIAS, "other"]]
     assert res["old_policy_unusable"] and "rego_parse_error" in res["message"]
-    assert 0 < res["unenforced_seconds"] < 5 and res["removed"] == [HOWTO]
+    assert res["removal_window"] and 0 <= res["unenforced_seconds"] < 5 and res["removed"] == [HOWTO]
+    assert "between an unhook and a hook" in res["message"]
     assert log.index("reload ['other']") < log.index("DELETE /plugins/id-old", log.index("reload ['other']"))
 
 

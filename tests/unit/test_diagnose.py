@@ -239,3 +239,47 @@ def test_diagnose_ok(host: dict[str, str]) -> None:
     finally:
         srv.close()
     assert d.cause == "ok" and d.api_answers
+
+
+# ---------------------------------------------------------------------------- revive_plugin
+def _revive_host(tmp_path: Path, enabled: bool, with_process: bool) -> tuple[str, str]:
+    root = tmp_path / "docker"
+    store = root / "plugins" / "abc123"
+    store.mkdir(parents=True)
+    doc = {"plugin": {"Id": "abc123", "Name": f"{ALIAS}:latest", "Enabled": enabled}}
+    (store / "config.json").write_text(json.dumps(doc))
+    dj = tmp_path / "daemon.json"
+    dj.write_text(json.dumps({"data-root": str(root), "authorization-plugins": [ALIAS]}))
+    proc = tmp_path / "proc"
+    if with_process:
+        shim = proc / "100"
+        shim.mkdir(parents=True)
+        (shim / "cmdline").write_bytes(b"containerd-shim-runc-v2\0-namespace\0plugins.moby\0-id\0abc123\0")
+        (shim / "stat").write_text("100 (containerd-shim) S 1 100")
+        child = proc / "101"
+        child.mkdir()
+        (child / "cmdline").write_bytes(b"/usr/bin/python3\0server.py\0")
+        (child / "stat").write_text("101 (python3) T 100 101")
+        (child / "cgroup").write_text("0::/plugins/abc123\n")
+    else:
+        proc.mkdir()
+    return str(dj), str(proc)
+
+
+def test_revive_names_the_process_in_check_mode_and_kills_nothing(tmp_path: Path) -> None:
+    from module_utils.diagnose import revive_plugin
+
+    dj, proc = _revive_host(tmp_path, enabled=True, with_process=True)
+    res = revive_plugin(ALIAS, str(tmp_path / "none.sock"), dj, check_mode=True, proc=proc)
+    assert res["changed"] and res["pids"] == [101] and not res["revived"]
+    assert f"would kill {ALIAS}:latest's process [101]" in res["message"]
+
+
+def test_revive_refuses_a_disabled_or_missing_plugin(tmp_path: Path) -> None:
+    from module_utils.diagnose import revive_plugin
+
+    dj, proc = _revive_host(tmp_path, enabled=False, with_process=False)
+    res = revive_plugin(ALIAS, str(tmp_path / "none.sock"), dj, proc=proc)
+    assert not res["changed"] and "is disabled: there is no process to restart" in res["message"]
+    res = revive_plugin("other", str(tmp_path / "none.sock"), dj, proc=proc)
+    assert not res["changed"] and "other is not installed" in res["message"]
