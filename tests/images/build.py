@@ -1,18 +1,22 @@
 """Build (or find in the cache) the images the integration tests, molecule and `make demo` use.
 
-    .venv/bin/python -m tests.images.build [dind-host] [busybox] [plugin-double] [--force]
+    .venv/bin/python -m tests.images.build [dind-host] [busybox] [plugin-double]
+        [dind-host-bullseye] [dind-host-trixie] [--force]
 
 Nothing is pulled from a registry. Everything starts from ONE shared Debian 12 root filesystem
 made by `debootstrap --variant=minbase bookworm`, with the Debian mirror read from this
-machine's own apt configuration at run time (override: HARDENING_DEBIAN_MIRROR).
+machine's own apt configuration at run time (override: HARDENING_DEBIAN_MIRROR). The engine
+matrix (docs/engines.md) adds DinD hosts made the same way from Debian 11 (bullseye) and 13
+(trixie) root filesystems, each with its own release's docker.io: local/dind-host-<suite>.
 
 Every stage is keyed by a hash of what defines it (the stage recipe below plus the files it
 copies in) and stored under $HARDENING_STATE_DIR/images (default
 /var/tmp/hardening-docker-authz/images):
 
-    base rootfs tar       debian-bookworm-minbase-<key>.tar     (debootstrap, ~2 minutes)
+    base rootfs tar       debian-<suite>-minbase-<key>.tar      (debootstrap, ~2 minutes)
     local/dind-host-base:<key>   base + docker.io, sshd, ...     (apt-get in a chroot)
-    local/dind-host:<key> (+ :latest)  + tests/images/dind-host/*  (seconds)
+    local/dind-host:<key> (+ :latest)  + tests/images/dind-host/*  (seconds; bookworm)
+    local/dind-host-bullseye:<key>, local/dind-host-trixie:<key> (+ :latest)  the same recipe
     local/busybox:<key>   (+ :latest)  from this machine's busybox-static
     plugin rootfs tar     opa-double-rootfs-<key>.tar           (base + python3, OPA bindings)
     127.0.0.1:5000/opa-docker-authz-double:<key> and :v0.10-linux-amd64 / :v0.10
@@ -40,7 +44,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +56,14 @@ CACHE = STATE_DIR / "images"
 REGISTRY = "127.0.0.1:5000"
 
 SUITE = "bookworm"
+# The engine matrix: Debian 11, 12 and 13, each with its own docker.io (docs/engines.md).
+DIND_SUITES = ("bullseye", "bookworm", "trixie")
 # The recipes are part of the cache keys: editing one rebuilds that stage and those after it.
 BASE_RECIPE = {"suite": SUITE, "variant": "minbase", "include": [], "recipe": 1}
 DIND_PACKAGES = ["docker.io", "iptables", "python3", "openssh-server", "ca-certificates", "procps"]
 DIND_RECIPE = {"packages": DIND_PACKAGES, "recipe": 1}
+# Debian 13 split the CLI out of docker.io (docker.io only Recommends docker-cli).
+DIND_EXTRA_PACKAGES = {"trixie": ["docker-cli"]}
 DIND_FINAL_RECIPE = 2  # bump when dind_host()'s final stage (copy, customize, commit) changes
 # The double runs OPA's own engine (a Go c-shared library: glibc >= 2.34, bookworm has 2.36);
 # python3-yaml reads YAML OPA configs, python3-cryptography verifies RS256 bundle signatures.
@@ -206,24 +214,32 @@ def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
 # ---------------------------------------------------------------------- root filesystems
 
 
-def base_key() -> str:
-    return sha(json.dumps(BASE_RECIPE, sort_keys=True), platform.machine())
+def base_recipe(suite: str = SUITE) -> dict[str, object]:
+    """The minbase recipe of a release (bookworm's is BASE_RECIPE itself: its cache key stays)."""
+    if suite not in DIND_SUITES:
+        raise BuildError(f"unknown Debian release {suite!r}: use one of {', '.join(DIND_SUITES)}")
+    return {**BASE_RECIPE, "suite": suite}
 
 
-def base_tar() -> Path:
-    """The shared Debian 12 minbase root filesystem, as a tar (debootstrap on a cache miss)."""
-    key = base_key()
-    tar = CACHE / f"debian-{SUITE}-minbase-{key}.tar"
+def base_key(suite: str = SUITE) -> str:
+    return sha(json.dumps(base_recipe(suite), sort_keys=True), platform.machine())
+
+
+def base_tar(suite: str = SUITE) -> Path:
+    """A release's minbase root filesystem, as a tar (debootstrap on a cache miss). Every release
+    comes from the mirror this machine's apt uses for Debian 12 (deb.debian.org carries them all)."""
+    key = base_key(suite)
+    tar = CACHE / f"debian-{suite}-minbase-{key}.tar"
     if tar.exists():
         return tar
     mirror = debian_mirror()
-    log(f"debootstrap --variant=minbase {SUITE} (first run only: about 2-4 minutes)")
+    log(f"debootstrap --variant=minbase {suite} (first run only: about 2-4 minutes)")
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="debootstrap-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         cmd = ["debootstrap", "--variant=minbase"]
         if BASE_RECIPE["include"]:
             cmd.append("--include=" + ",".join(BASE_RECIPE["include"]))  # type: ignore[arg-type]
-        run_progress([*cmd, SUITE, str(rootfs), mirror], "debootstrap", interesting=r"^I: ")
+        run_progress([*cmd, suite, str(rootfs), mirror], f"debootstrap {suite}", interesting=r"^I: ")
         _tar_dir(rootfs, tar)
     log(f"base root filesystem cached: {tar.name} ({tar.stat().st_size // 2**20} MB)")
     return tar
@@ -337,23 +353,38 @@ class Built:
     seconds: float
 
 
-def dind_host(force: bool = False) -> Built:
-    """local/dind-host:<key>: Debian 12 + docker.io + sshd + python3, entrypoint dind-entrypoint."""
+def dind_repo(suite: str = SUITE) -> str:
+    """local/dind-host for Debian 12 (what every test uses by default), local/dind-host-<suite> else."""
+    base_recipe(suite)  # validates the name
+    return DIND_IMAGE if suite == SUITE else f"{DIND_IMAGE}-{suite}"
+
+
+def dind_recipe(suite: str = SUITE) -> dict[str, list[str] | int]:
+    """The packages of a release's host (bookworm's is DIND_RECIPE itself: its cache key stays)."""
+    extra = DIND_EXTRA_PACKAGES.get(suite, [])
+    return {**DIND_RECIPE, "packages": [*DIND_PACKAGES, *extra]} if extra else dict(DIND_RECIPE)
+
+
+def dind_host(force: bool = False, suite: str = SUITE) -> Built:
+    """local/dind-host:<key>: Debian 12 + docker.io + sshd + python3, entrypoint dind-entrypoint
+    (local/dind-host-<suite>:<key>: the same recipe on another release's root filesystem)."""
     start = time.monotonic()
-    pkg_key = sha(base_key(), json.dumps(DIND_RECIPE, sort_keys=True))
+    repo = dind_repo(suite)
+    pkg_key = sha(base_key(suite), json.dumps(dind_recipe(suite), sort_keys=True))
     key = sha(pkg_key, files_hash(list((HERE / "dind-host").iterdir())), f"final-{DIND_FINAL_RECIPE}")
-    ref = f"{DIND_IMAGE}:{key}"
+    ref = f"{repo}:{key}"
     if image_exists(ref) and not force:
-        run(["docker", "tag", ref, f"{DIND_IMAGE}:latest"])
+        run(["docker", "tag", ref, f"{repo}:latest"])
         return Built(ref, key, True, time.monotonic() - start)
     base_ref = f"{DIND_IMAGE}-base:{pkg_key}"
     if not image_exists(base_ref) or force:
-        tar = base_tar()
-        log(f"building {base_ref}: apt-get install {' '.join(DIND_PACKAGES)} in a chroot")
+        tar = base_tar(suite)
+        packages = dind_recipe(suite)["packages"]
+        log(f"building {base_ref} ({suite}): apt-get install {' '.join(packages)} in a chroot")
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="dind-") as tmp:
             rootfs = Path(tmp) / "rootfs"
             _extract(tar, rootfs)
-            apt_install(rootfs, DIND_PACKAGES, "dind-host")
+            apt_install(rootfs, packages, f"dind-host {suite}")
             slim(rootfs)
             log(f"importing {base_ref}")
             docker_import(rootfs, base_ref)
@@ -372,8 +403,8 @@ def dind_host(force: bool = False) -> Built:
         run(["docker", "commit", *[a for c in changes for a in ("--change", c)], cid, ref])
     finally:
         run(["docker", "rm", "-f", cid], check=False)
-    run(["docker", "tag", ref, f"{DIND_IMAGE}:latest"])
-    _prune_tags(DIND_IMAGE, keep={key, "latest"})
+    run(["docker", "tag", ref, f"{repo}:latest"])
+    _prune_tags(repo, keep={key, "latest"})
     return Built(ref, key, False, time.monotonic() - start)
 
 
@@ -577,19 +608,31 @@ def _put_manifest(tag: str, body: bytes) -> None:
         raise BuildError(f"tagging {PLUGIN_REPO}:{tag} in {REGISTRY} failed: HTTP {status} {text[:200]!r}")
 
 
-BUILDERS = {"dind-host": dind_host, "busybox": busybox, "plugin-double": plugin_double}
+def _dind_builder(suite: str) -> Callable[[bool], Built]:
+    return lambda force: dind_host(force, suite=suite)
+
+
+BUILDERS: dict[str, Callable[[bool], Built]] = {
+    "dind-host": dind_host,
+    "busybox": busybox,
+    "plugin-double": plugin_double,
+    **{f"dind-host-{s}": _dind_builder(s) for s in DIND_SUITES if s != SUITE},
+}
 
 
 def build(names: Sequence[str], force: bool = False) -> dict[str, Built]:
     if os.geteuid() != 0:
         raise BuildError("image builds need root (debootstrap, chroot, mount)")
     out: dict[str, Built] = {}
-    with build_lock():
-        for name in names:
+    for name in names:
+        # The other releases' hosts share no stage with the Debian 12 images: their own lock
+        # lets a first (minutes long) bullseye/trixie build leave the everyday images free.
+        suite = name.removeprefix("dind-host-") if name.startswith("dind-host-") else SUITE
+        with build_lock() if suite == SUITE else build_lock(f".lock-{suite}", f"{suite} build"):
             result = BUILDERS[name](force)
-            what = "cached" if result.cached else "built"
-            log(f"{name}: {result.ref} ({what}, {result.seconds:.1f}s)")
-            out[name] = result
+        what = "cached" if result.cached else "built"
+        log(f"{name}: {result.ref} ({what}, {result.seconds:.1f}s)")
+        out[name] = result
     return out
 
 

@@ -1,12 +1,15 @@
-"""Disposable Docker-in-Docker hosts: real Debian 12 Docker hosts reached over SSH.
+"""Disposable Docker-in-Docker hosts: real Debian Docker hosts reached over SSH.
 
-Each host is a container of local/dind-host (tests/images/build.py) on the machine's dockerd,
+Each host is a container of local/dind-host (Debian 12; tests/images/build.py) or, for the
+engine matrix, local/dind-host-bullseye / local/dind-host-trixie (Debian 11 / 13, each with
+its release's docker.io: docs/engines.md) on the machine's dockerd,
 started with `--network host`: it has its own dockerd (its own /etc/docker, /var/lib/docker
 volume and socket), its own sshd on 127.0.0.1:<free port> with a key the run generates, and it
 reaches the registry at 127.0.0.1:5000. Names start with `hardening-test-`; `remove()` (and
 `cleanup_stale()` for runs that were killed) delete the container and its volume.
 
     .venv/bin/python -m tests.lib.dind up [-n 2] [--inventory PATH] [--plugin]
+        [--name NAME --suite bullseye|bookworm|trixie ...]
     .venv/bin/python -m tests.lib.dind down NAME ... | --all-cli | --all
     .venv/bin/python -m tests.lib.dind list
     .venv/bin/python -m tests.lib.dind cleanup-stale
@@ -44,6 +47,18 @@ STATE_DIR = images.STATE_DIR
 CLI_DIR = STATE_DIR / "dind"
 BUSYBOX = "local/busybox:latest"
 PORT_RANGE = (22000, 22999)
+SUITES = images.DIND_SUITES
+
+
+def builder(suite: str = images.SUITE) -> str:
+    """The tests.images.build name of a release's host image."""
+    images.base_recipe(suite)  # validates the name
+    return "dind-host" if suite == images.SUITE else f"dind-host-{suite}"
+
+
+def suite_image(suite: str = images.SUITE) -> str:
+    """local/dind-host:latest (Debian 12) or local/dind-host-<suite>:latest."""
+    return f"{images.dind_repo(suite)}:latest"
 
 
 class DindError(RuntimeError):
@@ -408,6 +423,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = sub.add_parser("up", help="build images if needed, start hosts, write an inventory")
     up.add_argument("-n", "--count", type=int, default=1)
     up.add_argument("--name", action="append", default=[], help=f"host name(s), each starting with {PREFIX}")
+    up.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        choices=SUITES,
+        help=f"Debian release of the host(s): one for all, or one per --name (default {images.SUITE})",
+    )
     up.add_argument("--inventory", default=str(CLI_DIR / "inventory.yml"))
     up.add_argument("--group", default="docker_hosts")
     up.add_argument("--plugin", action="store_true", help="also build and push the plugin double")
@@ -420,18 +442,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
-            wanted = ["dind-host", "busybox"] + (["plugin-double"] if args.plugin else [])
-            images.build(wanted)
-            key = generate_key(CLI_DIR / "id_ed25519")
             names = args.name or [None] * args.count
+            suites = args.suite or [images.SUITE]
+            if len(suites) == 1:
+                suites = suites * len(names)
+            elif len(suites) != len(names):
+                raise DindError(
+                    f"{len(suites)} --suite for {len(names)} host(s): give one --suite for all, "
+                    "or one per --name"
+                )
+            wanted = [*dict.fromkeys(builder(s) for s in suites), "busybox"]
+            images.build(wanted + (["plugin-double"] if args.plugin else []))
+            key = generate_key(CLI_DIR / "id_ed25519")
             t0 = time.monotonic()
-            hosts = [start_host(key, name=n, owner="cli") for n in names] if args.name else []
+            hosts = []
             try:
+                for n, s in zip(names, suites, strict=True):
+                    hosts.append(start_host(key, name=n, owner="cli", image=suite_image(s)))
                 with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-                    if not args.name:
-                        hosts = start_hosts(args.count, key, owner="cli")
-                    else:
-                        list(pool.map(lambda h: h.wait_ready(), hosts))
+                    list(pool.map(lambda h: h.wait_ready(), hosts))
             except BaseException:
                 for h in hosts:
                     remove_host(h.name)
@@ -439,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             inv = write_inventory(args.inventory, hosts, group=args.group)
             for h in hosts:
                 ready = f"ready in {h.ready_seconds:.1f}s"
-                print(f"[dind] {h.name}: ssh root@127.0.0.1 -p {h.ssh_port} -i {key} ({ready})")
+                print(f"[dind] {h.name} ({h.image}): ssh root@127.0.0.1 -p {h.ssh_port} -i {key} ({ready})")
             print(f"[dind] {len(hosts)} host(s) ready in {time.monotonic() - t0:.1f}s; inventory: {inv}")
         elif args.cmd == "down":
             if args.all:

@@ -43,6 +43,8 @@ KNOWN_LIMITS = {
     # only sees an ID it cannot tell from any other network's.
     "service-create-network-host.cli-20.10": "docker_authz_deny_host_namespaces",
     "service-create-network-host.cli-28": "docker_authz_deny_host_namespaces",
+    "service-create-network-host.cli-20.10.5": "docker_authz_deny_host_namespaces",
+    "service-create-network-host.cli-26.1": "docker_authz_deny_host_namespaces",
 }
 
 

@@ -103,10 +103,16 @@ def is_json_array_body(req: dict) -> bool:
     return body_of(req).lstrip()[:1] == b"["
 
 
+# The CLIs of the corpus: CLI 28 and Debian 12's 20.10.24 on this machine, and the engine matrix's
+# Debian 11 (20.10.5) and Debian 13 (26.1.5) CLIs, each against its own release's dockerd
+# (tests/policy/capture/in_host.py).
+CLIS = ("cli-28", "cli-20.10", "cli-20.10.5", "cli-26.1")
+
+
 def test_corpus_is_there_and_small():
     files = list(CORPUS.glob("*.json"))
-    assert len(files) >= 250
-    assert sum(p.stat().st_size for p in files) < 1_000_000
+    assert len(files) >= 450
+    assert sum(p.stat().st_size for p in files) < 2_000_000
     assert (CORPUS / "README.md").is_file()
 
 
@@ -119,7 +125,7 @@ def test_scenario_shape(doc):
     for key, typ in OPTIONAL.items():
         if key in doc:
             assert isinstance(doc[key], typ), key
-    assert doc["client"] in {"cli-28", "cli-20.10", "sdk", "raw"}
+    assert doc["client"] in {*CLIS, "sdk", "raw"}
     assert set(doc["rules"]) <= RULES
     assert set(doc["compliant"]) <= {"baseline", "restricted"}
     if doc.get("bypass_class"):
@@ -159,7 +165,7 @@ def test_every_request_builds_an_input(doc, tmp_path):
 def test_every_rule_has_a_deny_scenario_for_each_cli():
     missing = []
     for rule in sorted(RULES):
-        for client in ("cli-28", "cli-20.10"):
+        for client in CLIS:
             hits = [
                 d
                 for d in SCENARIOS
@@ -189,7 +195,7 @@ def test_every_bypass_class_has_a_scenario():
 def test_both_profiles_have_compliant_scenarios_from_every_client():
     for profile in ("baseline", "restricted"):
         clients = {d["client"] for d in SCENARIOS if profile in d["compliant"]}
-        assert clients == {"cli-28", "cli-20.10", "sdk", "raw"}, profile
+        assert clients == {*CLIS, "sdk", "raw"}, profile
 
 
 def test_always_deny_scenarios_hide_a_body_carrying_write(tmp_path):

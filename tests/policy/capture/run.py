@@ -39,7 +39,8 @@ from .env import (
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = ROOT / "tests" / "policy" / "corpus"
 FIXTURE_LABEL = "hardening.capture.fixture"
-CLI28 = sc.CLIS["cli-28"]
+# The CLI that sets up fixtures (CLI 28 here; the only CLI of an in-host capture).
+CLI28 = sc.CLIS.get("cli-28") or next(iter(sc.CLIS.values()))
 
 
 def log(msg: str) -> None:

@@ -12,6 +12,7 @@ rules it breaks.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +83,13 @@ ALL_RULES = (
 BASELINE_ON = {PRIV, SECCOMP, NS, CAPS, AA, SEL, UNMASK, MOUNTS, DEV, PLUG, SWARM, RUNTIMES}
 RESTRICTED_ON = BASELINE_ON | {NNP, LIMITS, PORTS, ROOT, ENV, LOGDRV, FETCH}
 
-CLIS = {"cli-28": "/usr/local/bin/docker", "cli-20.10": "/usr/bin/docker"}
+# client id -> binary. HARDENING_CAPTURE_CLIS (a JSON object of the same form) replaces it: the
+# engine matrix captures each Debian release's own CLI against that release's own dockerd
+# inside its DinD host (tests/policy/capture/in_host.py).
+CLIS: dict[str, str] = json.loads(
+    os.environ.get("HARDENING_CAPTURE_CLIS")
+    or '{"cli-28": "/usr/local/bin/docker", "cli-20.10": "/usr/bin/docker"}'
+)
 
 
 @dataclass
