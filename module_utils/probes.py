@@ -159,6 +159,17 @@ CVES: dict[str, tuple[str, tuple[tuple[int, int, int], ...]]] = {
 }
 
 _DENY_RE = re.compile(r"authorization denied by plugin (.+?): (.*)\Z", re.S)
+# Engines with the CVE-2026-34040 fix (moby 25.0.16, 29.3.1, and distribution backports such as
+# Debian 13's 26.1.5+dfsg1-9+deb13u1) refuse a body over their plugin limit (4 MiB) themselves.
+_BODY_TOO_LARGE_RE = re.compile(r"request body too large for authorization plugin", re.I)
+# The body-over-1mib probe's padding: over that 4 MiB limit as well as the 1 MiB of unfixed
+# engines, so no engine hands it to the plugin (fixed ones refuse it, unfixed ones drop the
+# body). A body between 1 and 4 MiB does reach the plugin on a fixed engine, and
+# opa-docker-authz logs a denied request's input on ONE line: dockerd's reader of plugin output
+# (logrus Writer, bufio.Scanner, 64 KiB lines) stops at such a line ("bufio.Scanner: token too
+# long") and the plugin then blocks on its next log write, so every later logged decision hangs
+# (seen on Debian 13's engine, tests/e2e/test_engine_matrix.py; docs/engines.md).
+BODY_PROBE_PADDING = (4 << 20) + (64 << 10)
 _ERROR_RE = re.compile(r"plugin (\S+?) failed with error: (.*)\Z", re.S)
 
 
@@ -1331,7 +1342,8 @@ def build_probes(settings: Settings, probe_bypasses: bool = True) -> list[Probe]
         )
         if isinstance(body, dict):
             padded = dict(body)
-            padded["Labels"] = {**(body.get("Labels") or {}), "hardening.verify.padding": "x" * (1 << 20)}
+            pad = {"hardening.verify.padding": "x" * BODY_PROBE_PADDING}
+            padded["Labels"] = {**(body.get("Labels") or {}), **pad}
             t.add(
                 Probe(
                     "body-over-1mib",
@@ -1339,7 +1351,7 @@ def build_probes(settings: Settings, probe_bypasses: bool = True) -> list[Probe]
                     DENY,
                     "POST",
                     "/containers/create",
-                    f"body over 1 MiB (CVE-2026-34040): {what}",
+                    f"body over 4 MiB (CVE-2026-34040): {what}",
                     padded,
                     bypass="engine bugs",
                 )
@@ -1429,6 +1441,8 @@ OUTCOME_DENIED = "denied"
 OUTCOME_AUTHORIZED = "authorized"
 OUTCOME_PLUGIN_ERROR = "plugin-error"
 OUTCOME_ERROR = "error"
+# The engine itself refused the request before any plugin saw it (a body over the plugin limit).
+OUTCOME_ENGINE_REFUSED = "engine-refused"
 
 
 @dataclass
@@ -1456,6 +1470,8 @@ def classify(status: int | None, message: str) -> Outcome:
     m = _ERROR_RE.search(message)
     if m and status >= 400:
         return Outcome(OUTCOME_PLUGIN_ERROR, m.group(1), m.group(2))
+    if status >= 400 and _BODY_TOO_LARGE_RE.search(message):
+        return Outcome(OUTCOME_ENGINE_REFUSED, None, message)
     return Outcome(OUTCOME_AUTHORIZED, None, message)
 
 
@@ -1506,11 +1522,23 @@ def upgrade_target(version: tuple[int, int, int], fixed: tuple[tuple[int, int, i
     return ".".join(map(str, _branch_fix(version, fixed) or max(fixed)))
 
 
-def cve_findings(version: str) -> list[dict[str, Any]]:
+def cve_findings(version: str, seen_fixed: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One finding per CVE, judged by the version; ``seen_fixed`` (CVE id -> what the engine did)
+    marks a CVE whose fix the engine was seen to have, whatever its version says (a backport)."""
     parsed = parse_engine_version(version)
     out = []
     for cve, (what, fixed) in CVES.items():
         fixed_in = ", ".join(".".join(map(str, f)) for f in fixed)
+        if seen_fixed and cve in seen_fixed:
+            out.append(
+                {
+                    "id": cve,
+                    "vulnerable": False,
+                    "fixed_in": fixed_in,
+                    "message": f"Docker Engine {version} has the fix for {cve}: {seen_fixed[cve]}",
+                }
+            )
+            continue
         if parsed is None:
             out.append(
                 {
@@ -1617,6 +1645,8 @@ def run_probe(
     by_other = outcome.outcome == OUTCOME_DENIED and not _same_plugin(outcome.plugin, alias)
     if probe.expect == DENY:
         passed = outcome.outcome == OUTCOME_DENIED and (accept_other_plugins or not by_other)
+        # a request the engine refuses before any plugin has no effect either
+        passed = passed or outcome.outcome == OUTCOME_ENGINE_REFUSED
     else:
         passed = outcome.outcome == OUTCOME_AUTHORIZED
     message = outcome.message
@@ -1775,12 +1805,19 @@ def verify(
     findings: list[dict[str, Any]] = []
     chain_problems: list[str] = []  # another plugin answered for ours (not accept_other_plugins)
 
+    # What the engine did with the probes tells a backported fix from the version string alone.
+    seen_fixed: dict[str, str] = {}
+    if any(r.name == "body-over-1mib" and r.outcome == OUTCOME_ENGINE_REFUSED for r in results):
+        seen_fixed["CVE-2026-34040"] = (
+            "it refused the body-over-1mib probe itself (request body too large for authorization "
+            "plugin) instead of handing the plugin no body"
+        )
     if engine["version"]:
-        for cve in cve_findings(engine["version"]):
+        for cve in cve_findings(engine["version"], seen_fixed):
             if cve["vulnerable"] is not False:
                 warnings.append(cve["message"])
                 findings.append({"kind": "cve", **cve})
-        engine["cves"] = cve_findings(engine["version"])
+        engine["cves"] = cve_findings(engine["version"], seen_fixed)
     else:
         warnings.append(
             "the engine version could not be read: check CVE-2024-41110 and CVE-2026-34040 by hand"

@@ -50,6 +50,9 @@ class FakeEngine:
     plugins: list[dict[str, Any]] = field(default_factory=list)
     create_returns_201: bool = False
     podman: bool = False
+    # Engines with the CVE-2026-34040 fix refuse a body over this many bytes before any plugin
+    # (moby 25.0.16 / 29.3.1 and Debian 13's 26.1.5+dfsg1-9+deb13u1: 4 MiB); None: no limit.
+    plugin_body_limit: int | None = None
     requests: list[Request] = field(default_factory=list)
     server: Any = None
 
@@ -98,6 +101,14 @@ class _Handler(BaseHTTPRequestHandler):
         engine.requests.append(req)
         if req.path == "/_ping" and self.command == "HEAD":
             return self._send(200)  # -skip-ping: never asks the policy
+        if engine.plugin_body_limit is not None and len(body) > engine.plugin_body_limit:
+            return self._send(
+                500,
+                {
+                    "message": "request body too large for authorization plugin: size exceeds "
+                    f"{engine.plugin_body_limit} bytes"
+                },
+            )
         verdict = engine.authz(req)
         if verdict == "deny":
             return self._send(

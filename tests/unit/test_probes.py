@@ -305,6 +305,9 @@ def test_trusted_registry_probes_pick_an_untrusted_registry() -> None:
         (400, "Content-Type specified () must be 'application/json'", "authorized", None),
         (201, "", "authorized", None),
         (None, "cannot connect to the Docker daemon", "error", None),
+        # an engine with the CVE-2026-34040 fix refuses a body over its plugin limit itself
+        (500, "request body too large for authorization plugin: size exceeds 4194304 bytes",
+         "engine-refused", None),
     ],
 )  # fmt: skip
 def test_classify(status: int | None, message: str, outcome: str, plugin: str | None) -> None:
@@ -367,6 +370,49 @@ def test_cve_message_names_the_release_to_upgrade_to(version: str, targets: dict
     assert set(found) == set(targets)
     for cve, target in targets.items():
         assert f"upgrade the engine to {target} or later" in found[cve], found[cve]
+
+
+# The version strings the engine matrix's Debian packages report (docs/engines.md), read as the
+# upstream release they package.
+@pytest.mark.parametrize(
+    ("version", "parsed", "cve_41110", "cve_34040"),
+    [
+        ("20.10.5+dfsg1", (20, 10, 5), True, True),  # Debian 11 docker.io 20.10.5+dfsg1-1+deb11u2
+        ("20.10.24+dfsg1", (20, 10, 24), True, True),  # Debian 12 docker.io 20.10.24+dfsg1-1+deb12u1+b6
+        ("26.1.5+dfsg1", (26, 1, 5), False, True),  # Debian 13 docker.io 26.1.5+dfsg1-9+deb13u1+b1
+    ],
+)
+def test_debian_version_strings(version: str, parsed: tuple, cve_41110: bool, cve_34040: bool) -> None:
+    assert P.parse_engine_version(version) == parsed and not P.is_prerelease(version)
+    found = {c["id"]: c["vulnerable"] for c in P.cve_findings(version)}
+    assert found == {"CVE-2024-41110": cve_41110, "CVE-2026-34040": cve_34040}
+
+
+def test_a_fix_seen_on_the_engine_wins_over_the_version() -> None:
+    seen = {"CVE-2026-34040": "it refused the body-over-1mib probe itself"}
+    found = {c["id"]: c for c in P.cve_findings("26.1.5+dfsg1", seen)}
+    assert found["CVE-2026-34040"]["vulnerable"] is False
+    assert "has the fix for CVE-2026-34040: it refused" in found["CVE-2026-34040"]["message"]
+    assert found["CVE-2024-41110"]["vulnerable"] is False  # by version (26.1.5)
+
+
+def test_backported_body_limit_passes_the_probe_and_clears_the_cve(engine_factory) -> None:
+    """Debian 13's 26.1.5+dfsg1 refuses bodies over 4 MiB before the plugin (the CVE-2026-34040
+    fix, backported): the probe's body is over that limit, so it never reaches the plugin."""
+    s = P.normalize_rules({})
+    eng = engine_factory(
+        compliant_only(s), plugins=[PLUGIN_OK], version="26.1.5+dfsg1", api_version="1.45",
+        plugin_body_limit=4 << 20,
+    )  # fmt: skip
+    result = run_verify(eng, s)
+    probe = next(p for p in result["probes"] if p["name"] == "body-over-1mib")
+    assert probe["outcome"] == "engine-refused" and probe["passed"] and probe["status"] == 500
+    assert result["counts"]["failed"] == 0, result.get("msg")
+    assert [f["id"] for f in result["findings"] if f["kind"] == "cve"] == []
+    assert not any("CVE-2026-34040" in w for w in result["warnings"])
+    # the probe's body is over the fixed engines' 4 MiB as well as the old 1 MiB
+    big = [r for r in eng.requests if len(r.body) > 1 << 20]
+    assert len(big) == 1 and len(big[0].body) > 4 << 20
 
 
 def test_unreadable_version_is_reported_not_guessed() -> None:
