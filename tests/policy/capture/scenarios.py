@@ -209,6 +209,9 @@ CLI_SPECS: list[CliSpec] = [
         "exec-default-user", "docker exec as the container's (non-root) user", ["exec", EXEC_C, "true"], []
     ),
     CliSpec("exec-user-1000", "docker exec -u 1000", ["exec", "-u", "1000", EXEC_C, "id"], []),
+    # CLI 20.10 sends the JSON document `null` as the body (a nil *container.Config), newer CLIs
+    # send no body: both must pass the invisible-body rule (engine matrix, docs/engines.md).
+    CliSpec("commit-default", "docker commit of a running container", ["commit", EXEC_C, "capture-commit:1"], []),  # noqa: E501
     CliSpec("volume-create-ls-rm", "named volume create", ["volume", "create", "capture-vol"], []),
     CliSpec("volume-ls", "docker volume ls", ["volume", "ls"], []),
     CliSpec("network-create", "user network create", ["network", "create", "capture-net"], []),
