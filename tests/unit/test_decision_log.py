@@ -790,3 +790,15 @@ def test_a_stalled_plugin_log_is_reported() -> None:
     doc = X.explain_fleet({"h": {"decisions": found, "policy": None}})
     assert "token too long" in doc["hosts"][0]["warning"]
     assert "WARNING: dockerd stopped reading the plugin's log" in X.render_text(doc)
+
+
+def test_an_empty_log_file_is_an_empty_answer(tmp_path: Path) -> None:
+    log = tmp_path / "docker.log"
+    log.write_text("")
+    found = D.collect([(str(log), D.file_lines(str(log)))], kinds=D.KINDS)
+    assert found["entries"] == [] and found["lines_read"] == 0 and found["log_stalls"] == []
+    decisions = {**found, "message": "no denied decision in the log"}
+    doc = X.explain_fleet({"h": {"decisions": decisions, "policy": None}})
+    (row,) = doc["hosts"]
+    assert row["status"] == "empty" and row["message"] == "no denied decision in the log"
+    assert "== h: 0 decision(s) explained" in X.render_text(doc)
