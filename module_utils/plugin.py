@@ -48,6 +48,16 @@ DEFAULT_ARGS = "-policy-file /opa/policies/authz.rego"
 DEFAULT_ALLOWED_PRIVILEGES = ("network=host", "mount=/etc/docker")
 DEFAULT_TIMEOUT = 120
 ENABLE_RETRY_SECONDS = 20.0
+# how many more times a plugin whose socket did not appear in the engine's window is enabled
+ENABLE_SLOW_START_RETRIES = 2
+
+
+def is_socket_timeout(message: str) -> bool:
+    """The engine's answer when a plugin did not listen on its socket in time (or exited)."""
+    return "dial unix" in message and (
+        "no such file or directory" in message or "connection refused" in message
+    )
+
 STATES = ("present", "enabled", "disabled", "absent")
 
 DEFAULT_DOMAIN = "docker.io"
@@ -913,7 +923,13 @@ class PluginManager:
     def enable(self, plugin_id: str) -> None:
         # Right after a failed start the engine answers 409 "error creating containerd container:
         # id already in use" until containerd has cleaned up the dead shim (seen on 20.10): retry.
+        # The engine gives a starting plugin a fixed window to listen on its socket (it dials at
+        # 0.5, 3.5, 6.5 and 9.5 s and gives up at 12.5 s, moby daemon/pkg/plugin/manager_linux.go;
+        # the enable timeout does not change it) and answers "dial unix ...: no such file or
+        # directory" after that: a plugin that starts slowly (a loaded or
+        # emulated host, a config-file plugin still fetching its bundle) gets more attempts.
         deadline = time.monotonic() + ENABLE_RETRY_SECONDS
+        slow_starts = 0
         while True:
             try:
                 self.client.post(
@@ -925,7 +941,15 @@ class PluginManager:
             except DockerAPIError as exc:
                 if "already enabled" in exc.message:
                     return
-                if "already in use" not in exc.message or time.monotonic() >= deadline:
+                if is_socket_timeout(exc.message) and slow_starts < ENABLE_SLOW_START_RETRIES:
+                    slow_starts += 1
+                    deadline = time.monotonic() + ENABLE_RETRY_SECONDS
+                elif "already in use" not in exc.message or time.monotonic() >= deadline:
+                    if slow_starts:
+                        exc.message += (
+                            f" (the engine waits about 10 s for a plugin's socket; {slow_starts + 1} "
+                            "attempts to enable it failed)"
+                        )
                     raise
             time.sleep(0.5)
 

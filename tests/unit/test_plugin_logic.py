@@ -27,6 +27,7 @@ import pytest
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils import plugin as P
 from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import (
+    DockerAPIError,
     DockerUnavailable,
 )
 from tests.lib.ansible_run import run_playbook
@@ -1021,3 +1022,36 @@ def test_enable_gives_up_on_in_use_after_the_retry_window(engine, monkeypatch):
     engine.enable_in_use = 100
     err = refused(engine)
     assert "id already in use" in str(err) and err.details["reason"] == "enable_failed"
+
+
+class _SlowStartClient:
+    """A client whose engine answers 'dial unix ...' (the plugin's socket did not appear in the
+    engine's window) for the first `failures` enables."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.enables = 0
+
+    def post(self, path: str, body: object = None, query: object = None, timeout: float = 0) -> None:
+        assert path == "/plugins/abc/enable"
+        self.enables += 1
+        if self.enables <= self.failures:
+            sock = "/run/docker/plugins/abc/opa-docker-authz.sock"
+            raise DockerAPIError("POST", path, 500, f"dial unix {sock}: connect: no such file or directory")
+
+
+def test_enable_retries_a_plugin_slower_than_the_engines_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P.time, "sleep", lambda s: None)
+    client = _SlowStartClient(failures=2)
+    P.PluginManager(client).enable("abc")  # type: ignore[arg-type]
+    assert client.enables == 3
+
+
+def test_enable_gives_up_after_the_slow_start_retries_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P.time, "sleep", lambda s: None)
+    client = _SlowStartClient(failures=10)
+    with pytest.raises(DockerAPIError) as err:
+        P.PluginManager(client).enable("abc")  # type: ignore[arg-type]
+    assert client.enables == P.ENABLE_SLOW_START_RETRIES + 1
+    assert "no such file or directory" in err.value.message
+    assert f"{client.enables} attempts to enable it failed" in err.value.message
