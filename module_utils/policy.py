@@ -618,9 +618,13 @@ def config_rego(config: Mapping[str, Any]) -> str:
     return "config := " + json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def assemble_policy(sources: Mapping[str, str], config: Mapping[str, Any], dialect: str) -> str:
+def assemble_policy(
+    sources: Mapping[str, str], config: Mapping[str, Any], dialect: str, *, compact: bool = True
+) -> str:
     """The single-file policy (policy-file mode) from the sources: package, config constant, the
-    library, the rules that are on. ``sources`` maps source names to their text."""
+    library, the rules that are on. ``sources`` maps source names to their text. ``compact``
+    (what the role ships) specialises it to the config (:func:`specialise_policy`); without it the
+    sources are kept whole, comments included (the reference the compact file is tested against)."""
     if dialect not in ("v0", "v1"):
         raise ValueError(f"unknown Rego dialect {dialect!r} (expected v0 or v1)")
     parts = ["package docker.authz\n\n" + ("import rego.v1\n\n" if dialect == "v1" else "")]
@@ -635,6 +639,8 @@ def assemble_policy(sources: Mapping[str, str], config: Mapping[str, Any], diale
         parts.append(f"\n# {'=' * 90}\n# {name}\n# {'=' * 90}\n")
         parts.append(_source_body(name, _audited(name, sources[name], config)))
     text = "".join(parts)
+    if compact:
+        text = specialise_policy(text, config)
     if dialect == "v0":
         text = rego_v1_to_v0(text)
     return text
@@ -661,3 +667,125 @@ def policy_bundle_files(sources: Mapping[str, str], config: Mapping[str, Any]) -
     manifest = {"revision": digest.hexdigest(), "roots": roots}
     files[".manifest"] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     return dict(sorted(files.items()))
+
+
+# --------------------------------------------------------------------------- the compact single file
+#
+# In policy-file mode the plugin parses and compiles the whole file on EVERY Docker API call, and
+# OPA's compile cost grows with every rule, reference and comprehension in it. So the single file
+# is the sources specialised to this config: rule bodies that a guard on the config makes false
+# are left out (e.g. `count(config.allowed_bind_sources) > 0` while that list is empty), then every
+# rule that allow/deny/audit can no longer reach, and comments. Both steps remove only what can
+# never produce a value for this config; tests prove the result decides every request of the
+# corpus exactly as the full assembly does (same allow, same reasons).
+
+ROOT_RULES = ("allow", "deny", "audit", "config")
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|`[^`]*`')
+_NAME = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
+_SECTION = re.compile(r"^# (?:lib\.rego|rules/\w+\.rego|config)$")
+_NOT = re.compile(r"^\s*not\s+(\w+)")
+_HEAD_NAME = re.compile(r"^(?:default )?([A-Za-z_]\w*)")
+# Guards on the config that are false for some configs: their rule body can then never succeed.
+_GUARDS = (
+    (re.compile(r"^count\(config\.(\w+)\) > 0$"), lambda value: bool(value)),
+    (re.compile(r"^config\.(\w+) > 0$"), lambda value: value > 0),
+    (re.compile(r"^config\.(\w+)\[[^\]]+\]$"), lambda value: bool(value)),
+)
+
+
+def _chunks(text: str) -> list[list[str]]:
+    """The top-level statements of a Rego text in the sources' style: a head at column 0, its
+    body indented, the closing brace at column 0. Comment-only lines are chunks of their own."""
+    chunks: list[list[str]] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        chunk = [line]
+        i += 1
+        if line.endswith("{") and not line.startswith("#"):
+            while i < len(lines) and lines[i] != "}":
+                chunk.append(lines[i])
+                i += 1
+            if i == len(lines):
+                raise ValueError(f"policy statement without its closing brace at column 0: {line!r}")
+            chunk.append(lines[i])
+            i += 1
+        chunks.append(chunk)
+    return chunks
+
+
+def _chunk_name(chunk: list[str]) -> str | None:
+    head = chunk[0]
+    if not head or head[0].isspace() or head.startswith(("#", "package ", "import ")):
+        return None
+    match = _HEAD_NAME.match(head)
+    return match.group(1) if match else None
+
+
+def _names_used(chunk: list[str], own: str | None) -> set[str]:
+    used: set[str] = set()
+    for number, line in enumerate(chunk):
+        if line.lstrip().startswith("#"):
+            continue
+        code = _STRING.sub('""', line)
+        if number == 0 and own:
+            code = code[len(own):] if code.startswith(own) else code.replace(own, "", 1)
+        used.update(_NAME.findall(code))
+    return used
+
+
+def _never_true(chunk: list[str], config: Mapping[str, Any]) -> bool:
+    """A body literal is a config guard that is false for this config."""
+    for line in chunk[1:]:
+        for pattern, holds in _GUARDS:
+            match = pattern.match(line.strip())
+            if match and match.group(1) in config and not holds(config[match.group(1)]):
+                return True
+    return False
+
+
+def specialise_policy(text: str, config: Mapping[str, Any], roots: Iterable[str] = ROOT_RULES) -> str:
+    """The assembled single file (Rego v1) for this config without comments, without the rule
+    bodies a false config guard disables, and without the rules the roots no longer reach."""
+    chunks = [c for c in _chunks(text) if _SECTION.match(c[0]) or (c[0].strip() and not c[0].startswith("#"))]
+    names = [_chunk_name(c) for c in chunks]
+    dead = {i for i, c in enumerate(chunks) if names[i] and _never_true(c, config)}
+    while True:  # a rule left without any body: the bodies that need it are dead too
+        defined = {names[i] for i in range(len(chunks)) if names[i] and i not in dead}
+        gone = {names[i] for i in dead} - defined
+        more = set()
+        for i, chunk in enumerate(chunks):
+            if i in dead or not names[i]:
+                continue
+            missing = _names_used(chunk, names[i]) & gone
+            for line in chunk[1:]:
+                negated = _NOT.match(line)
+                if negated and negated.group(1) in missing:
+                    raise ValueError(
+                        f"rule {names[i]} negates {line.strip()!r}, which the config leaves undefined"
+                    )
+            if missing:
+                more.add(i)
+        if not more:
+            break
+        dead |= more
+    uses: dict[str, set[str]] = {}
+    for i, chunk in enumerate(chunks):
+        if names[i] and i not in dead:
+            uses.setdefault(names[i], set()).update(_names_used(chunk, names[i]))
+    reached: set[str] = set()
+    todo = [name for name in roots if name in uses]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        todo.extend(n for n in uses.get(name, ()) if n in uses and n not in reached)
+    out = []
+    for i, chunk in enumerate(chunks):
+        if _SECTION.match(chunk[0]):
+            out.append(chunk[0])
+        elif names[i] is None or (i not in dead and names[i] in reached):
+            out.append("\n".join(ln for ln in chunk if ln.strip() and not ln.lstrip().startswith("#")))
+    return "\n".join(out) + "\n"

@@ -78,8 +78,10 @@ limit_removed(limit) if {
 	field(["memoryswap"]) == -1
 }
 
-# Ceilings, for create, update and services.
+# Ceilings, for create, update and services (0: none; the guard first, so that a policy-file
+# policy without ceilings leaves these rules out).
 deny contains msg if {
+	config.max_memory_bytes > 0
 	creating
 	values := hc_any("memory")
 	value := values[_]
@@ -87,23 +89,27 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	config.max_memory_bytes > 0
 	updating
 	value := field(["memory"])
 	msg := above_ceiling("memory", value, config.max_memory_bytes, " bytes")
 }
 
 deny contains msg if {
+	config.max_nano_cpus > 0
 	value := cpu_values[_]
 	msg := above_ceiling("CPU", value, config.max_nano_cpus, " nano-CPUs")
 }
 
 deny contains msg if {
+	config.max_memory_bytes > 0
 	service_spec
 	value := field(["tasktemplate", "resources", "limits", "memorybytes"])
 	msg := above_ceiling("service memory", value, config.max_memory_bytes, " bytes")
 }
 
 deny contains msg if {
+	config.max_nano_cpus > 0
 	service_spec
 	value := field(["tasktemplate", "resources", "limits", "nanocpus"])
 	msg := above_ceiling("service CPU", value, config.max_nano_cpus, " nano-CPUs")
