@@ -31,11 +31,13 @@ removed) and names the cause; the host is then as before, enforced by the old pl
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -613,7 +615,7 @@ def _handover(
         deadline = time.monotonic() + confirm
         while True:
             result.pop("_not_removed", None)
-            _remove_old(client, left, result, quiet=True)
+            _remove_old(client, left, result, quiet=True, kill_after=0.3)
             if not result.get("_not_removed") or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
@@ -672,15 +674,29 @@ def _done_message(p: Plan, params: dict[str, Any], result: dict[str, Any]) -> st
 
 def _backup(path: str) -> str:
     dest = f"{path}.{time.strftime('%Y-%m-%d@%H:%M:%S')}.before-adoption~"
-    shutil.copy2(path, dest)
+    try:
+        shutil.copy2(path, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(dest)  # no truncated backup on a full disk
+        raise
     return dest
 
 
-def _remove_old(client: Any, gone: list[Found], result: dict[str, Any], quiet: bool = False) -> None:
+def _remove_old(
+    client: Any,
+    gone: list[Found],
+    result: dict[str, Any],
+    quiet: bool = False,
+    kill_after: float | None = None,
+) -> None:
     for f in gone:
         try:
-            # unhooked: forcing it out cannot switch off enforcement
-            client.delete(f"/plugins/{f.plugin_id}", query={"force": True}, timeout=70)
+            if kill_after is None:
+                # unhooked: forcing it out cannot switch off enforcement
+                client.delete(f"/plugins/{f.plugin_id}", query={"force": True}, timeout=70)
+            else:
+                _delete_killing(client, f, kill_after)
         except DockerAPIError as exc:
             result.setdefault("_not_removed", []).append(f.name)
             if not quiet:
@@ -689,6 +705,33 @@ def _remove_old(client: Any, gone: list[Found], result: dict[str, Any], quiet: b
                     f"nothing: remove it by hand (docker plugin rm -f {f.name}) while no authorization "
                     "plugin denies it"
                 )
+
+
+def _delete_killing(client: Any, f: Found, kill_after: float) -> None:
+    """DELETE ?force=1 of an enabled plugin: dockerd sends its process SIGTERM and waits up to 10 s.
+    opa-docker-authz runs as PID 1 of its namespace with no SIGTERM handler, so it ignores it and
+    the wait is always the full 10 s. Once dockerd is stopping it (and so will not restart it),
+    its process is sent SIGKILL."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client.delete(f"/plugins/{f.plugin_id}", query={"force": True}, timeout=70)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(kill_after)
+    if worker.is_alive():
+        from .plugin_restart import find_plugin_pids
+
+        for pid in find_plugin_pids(f.plugin_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    worker.join(75)
+    if errors:
+        raise errors[0]
 
 
 def _put_back(

@@ -1213,7 +1213,13 @@ def backup_file(path: str) -> str:
     """Copy ``path`` to ``<path>.<pid>.<YYYY-mm-dd@HH:MM:SS>~`` (Ansible's naming), keeping metadata."""
     ts = time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime())
     dest = f"{path}.{os.getpid()}.{ts}~"
-    shutil.copy2(path, dest)
+    try:
+        shutil.copy2(path, dest)
+    except BaseException:
+        # a full disk leaves a truncated copy: no half-written backup stays behind
+        with suppress(OSError):
+            os.unlink(dest)
+        raise
     st = os.stat(path)
     if os.geteuid() == 0:
         os.chown(dest, st.st_uid, st.st_gid)

@@ -330,3 +330,26 @@ def test_failed_install_puts_everything_back(host: dict[str, Any], monkeypatch: 
     assert "registry down" in msg and "The host is as before, enforced by the old plugin" in msg, msg
     assert (host["dj"].read_text(), host["pol"].read_text()) == before
     assert log.count("reload") == 2 and "DELETE /plugins/id-old" not in log
+
+
+@pytest.mark.parametrize("which", ["daemon_config", "adopt"])
+def test_backup_on_a_full_disk_leaves_no_truncated_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    import errno
+    import shutil
+
+    from module_utils import daemon_config
+
+    src = tmp_path / "daemon.json"
+    src.write_text('{"a": 1}\n')
+
+    def full(a: str, b: str) -> None:
+        Path(b).write_text("")  # created, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy2", full)
+    backup = daemon_config.backup_file if which == "daemon_config" else adopt_mod._backup
+    with pytest.raises(OSError, match="No space left"):
+        backup(str(src))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.json"]
