@@ -140,6 +140,10 @@ def run_size(n: int, key: Path, plugin_ref: str, work: Path, repeat: int) -> dic
             times[label].append(round(time.monotonic() - t, 1))
             if run.returncode != 0:
                 raise SystemExit(f"{playbook.name} failed on {n} host(s) ({label}):\n{run.stdout[-4000:]}")
+            if label == "rerun":
+                row.setdefault("rerun_changed_runs", []).append(
+                    sum(1 for r in run.results if r["status"] != "skipped" and r["result"].get("changed"))
+                )
             if label == "floor" or f"{label}_counts" in row:
                 continue
             counts = [count(run.results, h.name) for h in hosts]
@@ -209,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['rerun_ratio']}x | {r['first_probes']} / {r['rerun_probes']} "
             f"| {f['tasks']} ({f['ok']}/{f['changed']}/{f['skipped']}) "
             f"| {f['module_calls']} / {s['module_calls']} | {r['rerun_changed_total']} "
-            f"| {r['load_floor']} / {r['load_first']} / {r['load_rerun']} |"
+            f"| {r['load_floor']:.1f} / {r['load_first']:.1f} / {r['load_rerun']:.1f} |"
         )
     by_size = {r["hosts"]: r for r in rows}
     print()
@@ -217,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "meets" if r["rerun_ratio"] <= 1.5 else "misses"
         print(f"{r['hosts']} host(s): no-change re-run {r['rerun_s']} s = {r['rerun_ratio']}x "
               f"the floor {r['floor_s']} s ({verdict} <= 1.5x); "
-              f"runs {r['rerun_runs']}, floor {r['floor_runs']}")  # fmt: skip
+              f"runs {r['rerun_runs']} (tasks changed: {r['rerun_changed_runs']}), "
+              f"floor {r['floor_runs']}")  # fmt: skip
     if 1 in by_size and 8 in by_size:
         budget = 1.5 * by_size[8]["floor_s"] + by_size[1]["first_s"]
         verdict = "meets" if by_size[8]["first_s"] <= budget else "misses"
