@@ -35,11 +35,20 @@ def test_verify_rule_names_are_what_authz_verify_accepts() -> None:
 def test_change_phases_run_inside_the_rollback_block() -> None:
     main = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text())
     order = [t.get("ansible.builtin.import_tasks") for t in main if "ansible.builtin.import_tasks" in t]
-    assert order == ["validate.yml", "preflight.yml", "render.yml"], (
-        "read-only phases first, outside the block"
+    assert order == ["validate.yml"], "only the validation runs outside the host's lock"
+    locked = next(t for t in main if "block" in t)
+    imp = "ansible.builtin.import_tasks"
+    phases = [t[imp] for t in locked["block"] if imp in t]
+    assert phases == ["preflight_lock.yml", "preflight.yml", "render.yml"], (
+        "the lock first, then the read-only phases, outside the rollback block"
     )
-    block = next(t for t in main if "block" in t)
+    release = locked["always"]
+    assert [t["hardening.docker_authz.authz_lock"]["state"] for t in release] == ["released"], (
+        "the lock is released whatever happens"
+    )
+    block = next(t for t in locked["block"] if "block" in t)
     assert [t["ansible.builtin.import_tasks"] for t in block["block"]] == [
+        "adopt.yml",
         "policy.yml",
         "plugin.yml",
         "daemon.yml",
