@@ -52,6 +52,7 @@ CVE_WARNINGS: dict[str, set[str]] = {
     "26.1": set(),
 }
 VERIFY_TASK = "Verify that the plugin enforces the policy"
+LOG_WARNING_TASK = "Warn that long decision-log lines can hang this engine in policy-file mode"
 # Engine facts seen by the tests, printed at the end of the session.
 SEEN: dict[str, str] = {}
 
@@ -186,6 +187,10 @@ def test_converge_enforces_the_policy(matrix: Matrix, suite: str) -> None:
     verify = fleet.task(run, VERIFY_TASK)["result"]
     assert verify["counts"]["failed"] == 0, verify
     assert any(p["name"] == "privileged" and p["outcome"] == "denied" for p in verify["probes"])
+    # policy-file mode without -quiet: every engine here stalls on a log line over 64 KiB (20.10's
+    # logrus 1.7.0; Debian 13's own build of 26.1.5 too), so the role warns on each
+    warning = fleet.task(run, LOG_WARNING_TASK)["result"]
+    assert "stops reading a plugin's log at a line over 64 KiB" in warning.get("msg", ""), warning
 
 
 # Ordinary docker CLI use under the default (baseline) profile: none of it may be denied.
