@@ -21,6 +21,9 @@ copies in) and stored under $HARDENING_STATE_DIR/images (default
     plugin rootfs tar     opa-double-rootfs-<key>.tar           (base + python3, OPA bindings)
     127.0.0.1:5000/opa-docker-authz-double:<key> and :v0.10-linux-amd64 / :v0.10
                           the managed plugin made from tests/opa_docker_authz_double/
+    old-tag rootfs tar    opa-double-old-rootfs-<key>.tar       (plugin rootfs + regopy)
+    127.0.0.1:5000/opa-docker-authz-double:<key> and :0.8  (plugin-double-0.8) the same sources,
+                          config.json with OPA_DOUBLE_TAG=0.8: tag 0.8's behaviour, Rego v0
 
 An unchanged source finds its images at once; a changed file rebuilds only the stages after it.
 Concurrent builds (several pytest sessions) are serialised by a lock file.
@@ -76,6 +79,11 @@ BUSYBOX_IMAGE = "local/busybox"
 PLUGIN_REPO = "opa-docker-authz-double"
 PLUGIN_TAGS = ("v0.10-linux-amd64", "v0.10")
 PLUGIN_SOURCES = ("server.py", "opa_input.py", "config.json")
+# The old-tag double (OPA_DOUBLE_TAG): tag 0.8 embeds OPA 0.30 (Rego v0), evaluated with regopy.
+REGOPY = "regopy==1.5.2"  # as requirements.txt
+OLD_PLUGIN_TAG = "0.8"
+OLD_PACKAGES = ["libatomic1"]  # regopy's librego_shared.so needs it
+OLD_RECIPE = {"packages": OLD_PACKAGES, "pip": REGOPY, "tag": OLD_PLUGIN_TAG, "recipe": 1}
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 _T0 = time.monotonic()
@@ -533,6 +541,64 @@ def plugin_rootfs_tar() -> Path:
     return tar
 
 
+def _pip_into(rootfs: Path, tmp: Path, requirement: str) -> None:
+    """pip download the manylinux wheel of ``requirement`` for the root filesystem's Python and
+    glibc, and install it into the root filesystem's dist-packages."""
+    pyver, glibc = run(
+        [
+            "chroot",
+            str(rootfs),
+            "python3",
+            "-c",
+            "import platform, sys; print('%d.%d' % sys.version_info[:2], platform.libc_ver()[1])",
+        ]
+    ).split()
+    arch = platform.machine()
+    platforms = [f"manylinux_2_{m}_{arch}" for m in range(17, int(glibc.split(".")[1]) + 1)] + [
+        f"manylinux2014_{arch}"
+    ]
+    wheels = tmp / "wheels"
+    log(f"pip download {requirement} (manylinux wheel for Python {pyver}, glibc {glibc})")
+    run(
+        [
+            sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+            "--only-binary=:all:", "--python-version", pyver,
+            *[a for p in platforms for a in ("--platform", p)],
+            "-d", str(wheels), requirement,
+        ]
+    )  # fmt: skip
+    site = rootfs / f"usr/local/lib/python{pyver}/dist-packages"
+    run(
+        [
+            sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+            "--no-index", "--no-compile", "--target", str(site), *map(str, wheels.glob("*.whl")),
+        ]
+    )  # fmt: skip
+
+
+def old_rootfs_tar() -> Path:
+    """The plugin double's root filesystem plus regopy (the old-tag mode's Rego v0 engine)."""
+    base = plugin_rootfs_tar()
+    key = sha(base.name, json.dumps(OLD_RECIPE, sort_keys=True))
+    tar = CACHE / f"opa-double-old-rootfs-{key}.tar"
+    if tar.exists():
+        return tar
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="double-old-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        _extract(base, rootfs)
+        apt_install(rootfs, OLD_PACKAGES, "plugin-double old tag")
+        _pip_into(rootfs, Path(tmp), REGOPY)
+        smoke = (
+            "import regopy; r = regopy.Interpreter(); r.add_module('p.rego', 'package p\\nx { true }\\n'); "
+            "assert str(r.query('data.p.x')) == '{\"expressions\":[true]}', r.query('data.p.x')"
+        )
+        run(["chroot", str(rootfs), "python3", "-c", smoke])
+        slim(rootfs)
+        _tar_dir(rootfs, tar)
+    log(f"old-tag plugin root filesystem cached: {tar.name} ({tar.stat().st_size // 2**20} MB)")
+    return tar
+
+
 def _registry(
     method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes, dict[str, str]]:
@@ -555,22 +621,26 @@ def _manifest(tag: str) -> tuple[bytes, str] | None:
     return body, headers.get("Docker-Content-Digest", "")
 
 
-def plugin_double(force: bool = False) -> Built:
-    """Build the opa-docker-authz test double and push it to 127.0.0.1:5000 under its tags."""
+def plugin_double(force: bool = False, old_tag: str = "") -> Built:
+    """Build the opa-docker-authz test double and push it to 127.0.0.1:5000 under its tags
+    (``old_tag`` "0.8": the old-tag double, tagged :0.8, its config.json setting OPA_DOUBLE_TAG)."""
     start = time.monotonic()
     missing = [n for n in PLUGIN_SOURCES if not (DOUBLE_DIR / n).is_file()]
     if missing:
         raise BuildError(f"tests/opa_docker_authz_double is missing {', '.join(missing)}")
-    rootfs_tar = plugin_rootfs_tar()
+    rootfs_tar = old_rootfs_tar() if old_tag else plugin_rootfs_tar()
+    tags = (old_tag,) if old_tag else PLUGIN_TAGS
     key = sha(rootfs_tar.name, files_hash([DOUBLE_DIR / n for n in PLUGIN_SOURCES]))
+    if old_tag:
+        key = sha(key, f"old-tag-{old_tag}")
     ref = f"{REGISTRY}/{PLUGIN_REPO}:{key}"
     have = _manifest(key)
     if have and not force:
-        for tag in PLUGIN_TAGS:
+        for tag in tags:
             current = _manifest(tag)
             if not current or current[1] != have[1]:
                 _put_manifest(tag, have[0])
-        return Built(f"{REGISTRY}/{PLUGIN_REPO}:{PLUGIN_TAGS[0]}", key, True, time.monotonic() - start)
+        return Built(f"{REGISTRY}/{PLUGIN_REPO}:{tags[0]}", key, True, time.monotonic() - start)
     log(f"building plugin {ref}")
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="double-plugin-") as tmp:
         build = Path(tmp)
@@ -584,6 +654,14 @@ def plugin_double(force: bool = False) -> Built:
         for d in ("opa", "run/docker/plugins"):
             (rootfs / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2(DOUBLE_DIR / "config.json", build / "config.json")
+        if old_tag:
+            config = json.loads((DOUBLE_DIR / "config.json").read_text())
+            config["description"] = (
+                f"TEST DOUBLE of opa-docker-authz {old_tag} (Rego v0 as its OPA 0.x parses, evaluated "
+                "with regopy) for the hardening.docker_authz tests; not the official plugin"
+            )
+            config["env"] = [{"name": "OPA_DOUBLE_TAG", "description": "the tag emulated", "value": old_tag}]
+            (build / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         run(["docker", "plugin", "rm", "-f", ref], check=False)
         run(["docker", "plugin", "create", ref, str(build)])
     try:
@@ -595,9 +673,9 @@ def plugin_double(force: bool = False) -> Built:
     pushed = _manifest(key)
     if not pushed:
         raise BuildError(f"{ref} pushed but the registry has no manifest for it")
-    for tag in PLUGIN_TAGS:
+    for tag in tags:
         _put_manifest(tag, pushed[0])
-    return Built(f"{REGISTRY}/{PLUGIN_REPO}:{PLUGIN_TAGS[0]}", key, False, time.monotonic() - start)
+    return Built(f"{REGISTRY}/{PLUGIN_REPO}:{tags[0]}", key, False, time.monotonic() - start)
 
 
 def _put_manifest(tag: str, body: bytes) -> None:
@@ -616,6 +694,7 @@ BUILDERS: dict[str, Callable[[bool], Built]] = {
     "dind-host": dind_host,
     "busybox": busybox,
     "plugin-double": plugin_double,
+    f"plugin-double-{OLD_PLUGIN_TAG}": lambda force: plugin_double(force, old_tag=OLD_PLUGIN_TAG),
     **{f"dind-host-{s}": _dind_builder(s) for s in DIND_SUITES if s != SUITE},
 }
 

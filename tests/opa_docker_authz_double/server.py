@@ -63,9 +63,16 @@ from decimal import Decimal
 from typing import Any
 
 if __package__:
-    from .opa_input import InputError, build_input, skips_evaluation
+    from .opa_input import InputError, _go_url_parse, build_input, skips_evaluation
+    from .opa_input import _decode_authz_request as _decode_old
 else:  # run as a script inside the plugin: the modules sit next to this file
-    from opa_input import InputError, build_input, skips_evaluation  # type: ignore[no-redef]
+    from opa_input import (  # type: ignore[no-redef]
+        InputError,
+        _go_url_parse,  # type: ignore[no-redef]
+        build_input,
+        skips_evaluation,
+    )
+    from opa_input import _decode_authz_request as _decode_old  # type: ignore[no-redef]
 
 PLUGIN_VERSION = "0.10"
 OPA_VERSION = "1.3.0"  # what v0.10 embeds (and reports in its labels)
@@ -74,6 +81,21 @@ DENY_MSG = "request rejected by administrative policy"
 INVALID_DECISION = "administrative policy decision invalid"
 PLUGIN_DIR = os.environ.get("OPA_DOUBLE_PLUGIN_DIR", "/run/docker/plugins")
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"  # go-plugins-helpers sdk
+# Old-tag mode: OPA_DOUBLE_TAG=0.8 in the plugin's environment (the :0.8 image's config.json sets
+# it) makes the double behave as tag 0.8 (OPA 0.30.0, Rego v0, evaluated with regopy) where 0.8
+# differs from v0.10. Unset: v0.10, unchanged.
+OLD_TAGS = {"0.8": "0.30.0"}
+OLD_TAG_ENGINE = "regopy (rego-cpp), Rego v0 only"
+
+
+def emulated_tag() -> str:
+    """The old tag the double emulates ("" for v0.10)."""
+    tag = os.environ.get("OPA_DOUBLE_TAG", "")
+    if tag and tag not in OLD_TAGS:
+        raise SystemExit(
+            f"OPA_DOUBLE_TAG={tag!r}: the double emulates v0.10 (unset) or {', '.join(OLD_TAGS)}"
+        )
+    return tag
 
 
 # ------------------------------------------------------------------ Go flag emulation
@@ -135,9 +157,11 @@ USAGE = """Usage of opa-docker-authz:
 """
 
 
-def parse_flags(argv: Sequence[str]) -> Options:
-    """Go's flag.CommandLine.Parse: stops at the first non-flag argument or after `--`."""
+def parse_flags(argv: Sequence[str], tag: str = "") -> Options:
+    """Go's flag.CommandLine.Parse: stops at the first non-flag argument or after `--`.
+    ``tag`` "0.8": that tag's flags (no -log-only-denied)."""
     opts = Options()
+    bool_flags = {k: v for k, v in _BOOL_FLAGS.items() if not (tag and k == "log-only-denied")}
     args = list(argv)
     while args:
         arg = args[0]
@@ -157,11 +181,11 @@ def parse_flags(argv: Sequence[str]) -> Options:
         if name in ("help", "h"):
             opts.help = True
             raise FlagError("flag: help requested")
-        if name in _BOOL_FLAGS:
+        if name in bool_flags:
             if value is None:
-                setattr(opts, _BOOL_FLAGS[name], True)
+                setattr(opts, bool_flags[name], True)
             elif value in _GO_TRUE or value in _GO_FALSE:
-                setattr(opts, _BOOL_FLAGS[name], value in _GO_TRUE)
+                setattr(opts, bool_flags[name], value in _GO_TRUE)
             else:
                 raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
         elif name in _STRING_FLAGS:
@@ -944,10 +968,98 @@ def apply_masks(event: dict[str, Any], rules: Any) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------ old-tag mode (0.8, Rego v0)
+
+_NO_KEYWORD = "unexpected ident token: expected \\n or ; or }"
+_V0_REJECTS = (
+    (
+        re.compile(r"^\s*import\s+(rego\.v1|future\.keywords)\b"),
+        "unexpected import path, must begin with one of: {data, input}",
+    ),
+    (re.compile(r"(?<![\w.])if(?![\w(])"), _NO_KEYWORD),
+    (re.compile(r"(?<![\w.])contains(?!\s*\()\b"), _NO_KEYWORD),
+    (re.compile(r"(?<![\w.])every(?![\w(])"), _NO_KEYWORD),
+    (re.compile(r"(?<![\w.])in(?![\w(])"), _NO_KEYWORD),
+)
+
+
+def _code_only(line: str) -> str:
+    """The line without its comment and string literals (good enough for the v0 keyword check)."""
+    line = re.sub(r'"(?:\\.|[^"\\])*"|`[^`]*`', '""', line)
+    return line.split("#", 1)[0]
+
+
+def v0_parse_errors(path: str, source: str) -> list[str]:
+    """What OPA 0.30's parser says about v1-only syntax (the keywords `if`, `contains`, `every`,
+    `in` and `import rego.v1`/`future.keywords` did not exist): OPA-style error lines. regopy
+    itself accepts v1 syntax, so the double checks for it first."""
+    errors = []
+    for number, line in enumerate(source.splitlines(), 1):
+        code = _code_only(line)
+        for rx, msg in _V0_REJECTS:
+            m = rx.search(code)
+            if m:
+                errors.append(f"{path}:{number}: rego_parse_error: {msg}")
+                break
+    return errors
+
+
+def evaluate_policy_v0(path: str, source: str, input_doc: Any, query: str) -> Any:
+    """Tag 0.8's rego.New(Query, Input, Module).Eval, with regopy in the v0 dialect; None when
+    undefined. Raises PolicyError with OPA's style of text ("1 error occurred: ...")."""
+    errors = v0_parse_errors(path, source)
+    if errors:
+        head = "1 error occurred" if len(errors) == 1 else f"{len(errors)} errors occurred"
+        raise PolicyError(f"{head}: " + "\n".join(errors))
+    import regopy
+
+    rego = regopy.Interpreter()
+    try:
+        rego.add_module(path, source)
+        rego.set_input(input_doc)
+        raw = str(rego.query(f"__double_result__ = {query}"))
+    except Exception as e:  # regopy.RegoError: parse/compile errors
+        raise PolicyError(f"1 error occurred: {path}: rego_compile_error: {str(e).strip()[:2000]}") from None
+    if raw == "undefined":
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise PolicyError(f"1 error occurred: {path}: eval_error: {raw[:2000]}") from None
+    return doc.get("bindings", {}).get("__double_result__")
+
+
+def build_input_v0(authz_req: dict) -> dict:
+    """Tag 0.8's makeInput: the body of any JSON type (an array too, no error), no BindMounts,
+    the daemon's headers as sent."""
+    req = _decode_old(authz_req)
+    headers = req["RequestHeaders"]
+    raw_body = req["RequestBody"]
+    body: Any = None
+    if headers is not None and headers.get("Content-Type") == "application/json" and len(raw_body) > 0:
+        try:
+            body = json.loads(raw_body.decode("utf-8", "replace"))
+        except ValueError as e:
+            raise InputError(e.msg if isinstance(e, json.JSONDecodeError) else str(e)) from None
+    path_plain, query = _go_url_parse(req["RequestUri"])
+    return {
+        "Headers": headers,
+        "Path": req["RequestUri"],
+        "PathPlain": path_plain,
+        "PathArr": path_plain.split("/"),
+        "Query": query,
+        "Method": req["RequestMethod"],
+        "Body": body,
+        "User": req["User"],
+        "AuthMethod": req["UserAuthNMethod"],
+    }
+
+
 class Plugin:
     def __init__(self, opts: Options, bundles: BundleManager | None = None) -> None:
         self.opts = opts
         self.instance_id = str(uuid.uuid4())
+        self.tag = emulated_tag()
         self.bundles = bundles
         # normalizeAllowPath(allowPath, useConfig): data.docker.authz.allow -> /docker/authz/allow
         path = opts.allow_path
@@ -979,7 +1091,58 @@ class Plugin:
             return False, str(e)
         if self.bundles is not None:
             return self.evaluate_config(req)
+        if self.tag:
+            return self.evaluate_policy_file_old(req)
         return self.evaluate_policy_file(req)
+
+    def evaluate_policy_file_old(self, req: Any) -> tuple[bool, str | None]:
+        """Tag 0.8's evaluatePolicyFile: v0 Rego, its input, its two decision-log lines."""
+        path = self.opts.policy_file
+        if _enoent(path):
+            go_log(f"OPA policy file {path} does not exist, failing open and allowing request")
+            return True, None
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as e:
+            return False, _go_path_error("read" if os.path.isdir(path) else "open", path, e)
+        try:
+            input_doc = build_input_v0(req)
+        except InputError as e:
+            return False, str(e)
+        err: str | None = None
+        allowed = False
+        try:
+            result = evaluate_policy_v0(path, raw.decode("utf-8", "replace"), input_doc, self.opts.allow_path)
+            if isinstance(result, bool):
+                allowed = result
+            elif result is not None:
+                err = INVALID_DECISION
+        except PolicyError as e:
+            err = str(e)
+        decision = {
+            "config_hash": hashlib.sha256(raw).hexdigest(),
+            "decision_id": str(uuid.uuid4()),
+            "input": input_doc,
+            "labels": {
+                "app": "opa-docker-authz",
+                "id": self.instance_id,
+                "opa_version": OLD_TAGS[self.tag],
+                "plugin_version": self.tag,
+            },
+            "result": allowed,
+            "timestamp": rfc3339nano(),
+        }
+        verdict = str(allowed).lower()
+        if err is not None:
+            # log.Printf("... (error: %v; input: %v)", allowed, err, i) with i a []byte: Go prints
+            # the bytes as decimal numbers
+            as_bytes = " ".join(str(b) for b in go_json(input_doc).encode())
+            go_log(f"Returning OPA policy decision: {verdict} (error: {err}; input: [{as_bytes}])")
+        elif not self.opts.quiet:
+            go_log(f"Returning OPA policy decision: {verdict}")
+            go_log(go_json(decision))
+        return allowed, err
 
     # -- config-file mode (sdk.Decision)
 
@@ -1185,17 +1348,22 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tag = emulated_tag()
     try:
-        opts = parse_flags(sys.argv[1:] if argv is None else argv)
+        opts = parse_flags(sys.argv[1:] if argv is None else argv, tag)
     except FlagError as e:
         if str(e) != "flag: help requested":
             print(e, file=sys.stderr)
         print(USAGE, end="", file=sys.stderr)
         return 0 if str(e) == "flag: help requested" else 2
     if opts.version:
-        print(f"Version: {PLUGIN_VERSION} (opa-docker-authz-double: a TEST DOUBLE running {ENGINE})")
-        print(f"OPA Version: {OPA_VERSION} (emulated)")
+        engine = OLD_TAG_ENGINE if tag else ENGINE
+        print(f"Version: {tag or PLUGIN_VERSION} (opa-docker-authz-double: a TEST DOUBLE running {engine})")
+        print(f"OPA Version: {OLD_TAGS[tag] if tag else OPA_VERSION} (emulated)")
         return 0
+    if tag and opts.config_file:
+        go_log(f"opa-docker-authz-double: -config-file is not emulated in the {tag} mode (policy-file only)")
+        return 1
     # A Go binary exits on SIGTERM even as PID 1 (the Go runtime installs the handler); a
     # Python PID 1 would ignore it and make every `docker plugin disable` wait 10 s for SIGKILL.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -1223,6 +1391,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # sdk.New returns once every plugin is ready: until then the socket is not served.
         while not bundles.ready.wait(0.5):
             pass
+    if opts.check and opts.policy_file and tag:
+        try:
+            with open(opts.policy_file, encoding="utf-8") as fh:
+                evaluate_policy_v0(opts.policy_file, fh.read(), {}, "true")
+        except OSError as e:
+            print(_go_path_error("open", opts.policy_file, e), file=sys.stderr)
+            return 1
+        except PolicyError as e:
+            print(str(e).removeprefix("1 error occurred: "), file=sys.stderr)
+            return 1
+        return 0
     if opts.check and opts.policy_file:
         code, text = check_policy(opts.policy_file)
         sys.stderr.write(text)

@@ -689,3 +689,91 @@ def test_the_roles_bundle_loads_and_enforces_in_config_file_mode(tmp_path, capsy
     # the bundle's system/log.rego drops allowed decisions no rule in audit flags (pure enforce)
     assert [d["result"] for d in logs] == [False]
     assert logs[0]["bundles"] == {"authz": {"revision": manifest["revision"]}}
+
+
+# ------------------------------------------------------------------ old-tag mode (0.8, Rego v0)
+
+V0 = """package docker.authz
+
+default allow = false
+
+allow {
+    not deny
+}
+
+deny {
+    input.Body.HostConfig.Privileged == true
+}
+"""
+
+
+@pytest.fixture
+def old(monkeypatch, tmp_path):
+    """OPA_DOUBLE_TAG=0.8 (what the :0.8 image's config.json sets) and a v0 policy."""
+    monkeypatch.setenv("OPA_DOUBLE_TAG", "0.8")
+    path = tmp_path / "authz.rego"
+    path.write_text(V0)
+    return path
+
+
+def old_plugin(path, *extra):
+    return server.Plugin(server.parse_flags(["-policy-file", str(path), *extra], "0.8"))
+
+
+def test_old_tag_evaluates_v0_and_logs_two_lines(old, capsys):
+    p = old_plugin(old)
+    assert p.authz_req(req(body={"HostConfig": {"Privileged": False}})) == {"Allow": True}
+    assert p.authz_req(req(body={"HostConfig": {"Privileged": True}})) == {
+        "Allow": False,
+        "Msg": "request rejected by administrative policy",
+    }
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4, lines
+    assert re.fullmatch(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d Returning OPA policy decision: true", lines[0])
+    assert lines[2].endswith("Returning OPA policy decision: false")
+    logged = json.loads(lines[3].split(" ", 2)[2])
+    assert logged["labels"]["plugin_version"] == "0.8" and logged["labels"]["opa_version"] == "0.30.0"
+    assert logged["result"] is False and "BindMounts" not in logged["input"]
+
+
+def test_old_tag_rejects_v1_syntax_as_a_parse_error(old, capsys):
+    old.write_text(V1)
+    answer = old_plugin(old).authz_req(req(body={"HostConfig": {"Privileged": False}}))
+    assert answer["Allow"] is False and "rego_parse_error" in answer["Err"], answer
+    assert answer["Err"].startswith("2 errors occurred: ") or answer["Err"].startswith("1 error occurred: ")
+    err = capsys.readouterr().err
+    # 0.8 prints the input as Go prints a []byte: decimal numbers
+    assert "Returning OPA policy decision: false (error: " in err and "; input: [123 34 " in err, err
+
+
+def test_old_tag_takes_array_bodies_and_has_no_log_only_denied(old, monkeypatch):
+    # 0.8's makeInput unmarshals into interface{}: a JSON array body (plugin install's privileges)
+    # is evaluated, where v0.10 answers "json: cannot unmarshal array ..."
+    body = [{"Name": "network", "Value": ["host"]}]
+    assert old_plugin(old).authz_req(req(uri="/v1.41/plugins/pull?remote=x", body=body)) == {"Allow": True}
+    monkeypatch.delenv("OPA_DOUBLE_TAG")  # v0.10, unchanged
+    assert server.Plugin(server.parse_flags(["-policy-file", str(old)])).authz_req(
+        req(uri="/v1.41/plugins/pull?remote=x", body=body)
+    )["Err"].startswith("json: cannot unmarshal array")
+    with pytest.raises(server.FlagError, match="flag provided but not defined: -log-only-denied"):
+        server.parse_flags(["-log-only-denied"], "0.8")
+
+
+def test_old_tag_non_boolean_errors_undefined_denies(old):
+    old.write_text('package docker.authz\n\nallow = "yes" { true }\n')
+    assert old_plugin(old).authz_req(req()) == {"Allow": False, "Err": "administrative policy decision invalid"}
+    old.write_text("package docker.authz\n\nallow { input.nothing == 1 }\n")
+    assert old_plugin(old).authz_req(req())["Msg"] == "request rejected by administrative policy"
+
+
+def test_old_tag_main_version_check_and_config_file(old, tmp_path, capsys, monkeypatch):
+    assert server.main(["-version"]) == 0
+    assert "Version: 0.8 " in capsys.readouterr().out
+    assert server.main(["-check", "-policy-file", str(old)]) == 0
+    old.write_text(V1)
+    assert server.main(["-check", "-policy-file", str(old)]) == 1
+    assert "rego_parse_error" in capsys.readouterr().err
+    assert server.main(["-config-file", str(tmp_path / "c.yaml")]) == 1
+    monkeypatch.setenv("OPA_DOUBLE_TAG", "0.3")
+    with pytest.raises(SystemExit, match="emulates v0.10"):
+        server.emulated_tag()
