@@ -236,7 +236,9 @@ def describe(p: Plan, reference: str, policy_path: str | None, check_mode: bool)
         if policy_path:
             steps.append(
                 f"write the role's compiled policy to {policy_path} ({p.alias} reads it on the next request; "
-                "first, before the swap, when the old plugin reads another file)"
+                "first, before the swap, when the old plugin reads another file; right after the swap, "
+                f"before (4), when {p.alias} cannot parse the old policy - a v0 policy of an old tag - "
+                "and requests fail closed until then)"
             )
     else:
         steps.append(f"remove the old plugin{plural} {', '.join(f.name for f in gone)} (not hooked)")
@@ -531,7 +533,10 @@ def _chain_head(client: Any, alias: str) -> str:
             "POST", "/plugins/hardening-adopt-probe-absent:latest/set", body=["x=1"], timeout=10
         )
     except DockerError as exc:
-        return str(exc)
+        # the client's /_ping failed: when ours cannot use the policy in the file (a v0 policy for
+        # the role's v1 plugin) every request fails in it, and dockerd's error names it - ours
+        # answers first (without this, the swap waited out confirm_timeout with the API locked)
+        return "ours" if _names(str(exc), alias) else str(exc)
     msg = resp.message
     if _names(msg, alias):
         return "ours"

@@ -265,3 +265,106 @@ def test_daemon_json_rewritten_by_a_role_that_owns_the_file(fleet: Fleet, howto:
     assert "Sharing daemon.json with another role" in said, said
     assert _chain(fleet) == [ALIAS] and json.loads(h.read_file(DAEMON_JSON))["log-level"] == "warn"
     fleet.assert_enforced()
+
+
+# The common case of the issue: the how-to's old plugin tag (0.8, OPA 0.30) with a v0 policy.
+OLD_TAG_POLICY = """package docker.authz
+
+default allow = false
+
+allow {
+    not deny
+}
+
+deny {
+    input.Body.HostConfig.Privileged == true
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def old_tag_ref() -> str:
+    """The old-tag double (127.0.0.1:5000/opa-docker-authz-double:0.8): tag 0.8's behaviour, Rego
+    v0 only (evaluated with regopy), built from the same sources as the v0.10 double."""
+    from tests.lib.fixtures import _build
+
+    return _build(["plugin-double-0.8"])["plugin-double-0.8"].ref
+
+
+def test_old_tag_with_a_v0_policy_is_adopted(fleet: Fleet, howto: str, old_tag_ref: str) -> None:
+    """remove.yml, then the how-to's set-up with an old tag: the 0.8 plugin under its full
+    reference, hooked first and the other plugin after it, a v0 policy in the file the role
+    writes. Check mode says what will happen and changes nothing; harden.yml adopts it (the role's
+    v0.10 plugin cannot parse the v0 policy, so the role's policy goes in right after the swap);
+    a second run changes nothing."""
+    h = fleet.host
+    _ok(fleet.play("remove.yml")[0])
+    doc = json.loads(h.read_file(DAEMON_JSON))
+    doc.pop("authorization-plugins", None)
+    h.write_file(DAEMON_JSON, json.dumps(doc, indent=2) + "\n")
+    h.hup_dockerd()
+    for left in fleet.state().plugins:  # the how-to plugin, when this test runs alone (-k)
+        h.docker("plugin", "rm", "-f", left["name"])
+    old = old_tag_ref
+    h.write_file(POLICY, OLD_TAG_POLICY, mode="0644")
+    h.docker(
+        "plugin", "install", "--grant-all-permissions", old, "opa-args=-policy-file /opa/policies/authz.rego"
+    )
+    doc = json.loads(h.read_file(DAEMON_JSON))
+    doc["authorization-plugins"] = [old, OTHER]
+    h.write_file(DAEMON_JSON, json.dumps(doc, indent=2) + "\n")
+    h.hup_dockerd()
+    err = fleet.privileged_run()
+    assert f"authorization denied by plugin {old}" in err, err
+    fleet.compliant_run()
+
+    before = (h.read_file(DAEMON_JSON), h.read_file(POLICY), fleet.state().plugins)
+    run, _ = fleet.play("harden.yml", args=["--check", "--diff"])
+    _ok(run)
+    said = str(fleet.task(run, "Say what the adoption will do")["result"]["msg"])
+    print(f"\ncheck mode (old tag, v0 policy): {said}")
+    assert said.startswith(f"Check mode: the run would adopt {old} ("), said
+    assert f"hooked at position 1 of authorization-plugins {json.dumps([old, OTHER])}" in said, said
+    assert f"Other authorization plugins stay where they are: {OTHER}" in said, said
+    assert f"(2) install {fleet.plugin_ref} as {ALIAS}, set its args and enable it while {old} still" in said
+    assert f"right after the swap, before (4), when {ALIAS} cannot parse the old policy" in said, said
+    assert (h.read_file(DAEMON_JSON), h.read_file(POLICY), fleet.state().plugins) == before
+
+    pid = h.dockerd_pid()
+    run, seconds = fleet.play("harden.yml")
+    TIMINGS["adopt: harden.yml, old tag 0.8 with a v0 policy"] = seconds
+    _ok(run)
+    res = fleet.task(
+        run, "Adopt the plugin (unhook, install ours, remove the old one, hook ours at its place)"
+    )["result"]
+    done = str(fleet.task(run, "Report the adoption")["result"]["msg"])
+    TIMINGS["adopt: window, old tag 0.8 with a v0 policy"] = float(res["unenforced_seconds"])
+    print(
+        f"\nadoption (old tag 0.8, v0 policy): mode {res['mode']}, unenforced {res['unenforced_seconds']} s, "
+        f"swap {res.get('swap_seconds')} s, removal window {res.get('removal_window')}, "
+        f"old policy unusable: {res.get('old_policy_unusable')}\n{done}"
+    )
+    assert res["adopted"] == [old] and res["removed"] == [old], res
+    assert res["enforcement_confirmed"] is True, res
+    assert done.startswith(f"Adopted {old}: {ALIAS}"), done
+    # 0.8 allowed the install (handover); after the swap the role's v0.10 plugin could not parse
+    # the v0 policy (requests failed closed, never open) until the role's policy was written; the
+    # old plugin's removal, denied by that policy, took a short unhook-remove-hook window
+    assert res["mode"] == "handover" and "rego_parse_error" in res["old_policy_unusable"], res
+    assert res["removal_window"] is True and res["unenforced_seconds"] > 0, res
+    assert "could not use the old policy" in done and "between an unhook and a hook" in done, done
+    # one plugin, ours, at the old one's place; the other plugin stays; no dockerd restart
+    assert [p["name"] for p in fleet.state().plugins] == [f"{ALIAS}:latest"]
+    assert _chain(fleet) == [ALIAS, OTHER]
+    assert h.dockerd_pid() == pid
+    fleet.assert_enforced()
+    # the v0 policy kept as a backup, named in the report
+    backup = res["policy_backup"]
+    assert backup and backup in done and h.read_file(backup) == OLD_TAG_POLICY
+    assert h.read_file(POLICY) != OLD_TAG_POLICY
+
+    run, _ = fleet.play("harden.yml")
+    _ok(run)
+    changed = [r["task"] for r in run.results if r["host"] == h.name and r["result"].get("changed")]
+    assert changed == [], changed
+    assert fleet.ran(run, "Adopt the plugin") == []

@@ -12,7 +12,7 @@ import pytest
 
 import module_utils.adopt as adopt_mod
 from module_utils.adopt import AdoptError, adopt, describe, plan, read_store, recognise
-from module_utils.docker_api import DockerAPIError, Response
+from module_utils.docker_api import DockerAPIError, DockerError, Response
 from module_utils.plugin import PluginError
 
 ALIAS = "opa-docker-authz"
@@ -266,12 +266,19 @@ def test_handover_removal_denied_gets_a_short_window(
     orig = client.raw_request
 
     def locked_until_policy(method: str, path: str, **kw: Any) -> Response:
-        if path == "/version" and not host["pol"].read_text().endswith(NEW_POLICY_END):
+        locked = client.head == ALIAS and not host["pol"].read_text().endswith(NEW_POLICY_END)
+        if locked and path == "/version":
             return Response(
                 500,
                 "Error",
                 {},
                 json.dumps({"message": f"plugin {ALIAS} failed with error: rego_parse_error"}).encode(),
+            )
+        if locked:
+            # the real client pings first: every request fails in ours, the /_ping included
+            raise DockerError(
+                f"unix:///var/run/docker.sock answered /_ping with HTTP 500: plugin {ALIAS}:latest "
+                "failed with error: AuthZPlugin.AuthZReq: 1 error occurred: rego_parse_error"
             )
         return orig(method, path, **kw)
 
@@ -279,6 +286,8 @@ def test_handover_removal_denied_gets_a_short_window(
     res = adopt(host["params"], client=client, reloader=_reloader(host, client, log, chains))  # type: ignore[arg-type]
     assert chains == [[ALIAS, "other"], ["other"], [ALIAS, "other"]]
     assert res["old_policy_unusable"] and "rego_parse_error" in res["message"]
+    # the swap is seen at once although every request fails in ours (not after confirm_timeout)
+    assert res["swap_seconds"] < 0.5, res
     assert res["removal_window"] and 0 <= res["unenforced_seconds"] < 5 and res["removed"] == [HOWTO]
     assert "between an unhook and a hook" in res["message"]
     assert log.index("reload ['other']") < log.index("DELETE /plugins/id-old", log.index("reload ['other']"))
