@@ -752,16 +752,19 @@ def test_old_tag_takes_array_bodies_and_has_no_log_only_denied(old, monkeypatch)
     body = [{"Name": "network", "Value": ["host"]}]
     assert old_plugin(old).authz_req(req(uri="/v1.41/plugins/pull?remote=x", body=body)) == {"Allow": True}
     monkeypatch.delenv("OPA_DOUBLE_TAG")  # v0.10, unchanged
-    assert server.Plugin(server.parse_flags(["-policy-file", str(old)])).authz_req(
-        req(uri="/v1.41/plugins/pull?remote=x", body=body)
-    )["Err"].startswith("json: cannot unmarshal array")
+    assert (
+        server.Plugin(server.parse_flags(["-policy-file", str(old)]))
+        .authz_req(req(uri="/v1.41/plugins/pull?remote=x", body=body))["Err"]
+        .startswith("json: cannot unmarshal array")
+    )
     with pytest.raises(server.FlagError, match="flag provided but not defined: -log-only-denied"):
         server.parse_flags(["-log-only-denied"], "0.8")
 
 
 def test_old_tag_non_boolean_errors_undefined_denies(old):
     old.write_text('package docker.authz\n\nallow = "yes" { true }\n')
-    assert old_plugin(old).authz_req(req()) == {"Allow": False, "Err": "administrative policy decision invalid"}
+    invalid = {"Allow": False, "Err": "administrative policy decision invalid"}
+    assert old_plugin(old).authz_req(req()) == invalid
     old.write_text("package docker.authz\n\nallow { input.nothing == 1 }\n")
     assert old_plugin(old).authz_req(req())["Msg"] == "request rejected by administrative policy"
 
@@ -775,5 +778,5 @@ def test_old_tag_main_version_check_and_config_file(old, tmp_path, capsys, monke
     assert "rego_parse_error" in capsys.readouterr().err
     assert server.main(["-config-file", str(tmp_path / "c.yaml")]) == 1
     monkeypatch.setenv("OPA_DOUBLE_TAG", "0.3")
-    with pytest.raises(SystemExit, match="emulates v0.10"):
+    with pytest.raises(SystemExit, match=r"emulates v0\.10"):
         server.emulated_tag()
