@@ -50,6 +50,17 @@ DEFAULT_TIMEOUT = 120
 ENABLE_RETRY_SECONDS = 20.0
 # how many more times a plugin whose socket did not appear in the engine's window is enabled
 ENABLE_SLOW_START_RETRIES = 2
+# How long to leave the engine alone after an enable that failed on the socket window, before
+# the next attempt or the caller's restore. A plugin that exits at start (bad args) is
+# restarted by the engine's own exit handler (moby plugin/manager.go HandleExitEvent, restart
+# is on while enabling), and that restart waits out its own 12.5 s socket window after the
+# API call has given up. Enabling again inside that window leaves a stale exit event queued:
+# it later force-deletes the next, healthy plugin task (plugin/executor/containerd ProcessEvent
+# does not check which task exited) and restarts it, which queues the next kill - an endless
+# ~1 s kill/restart loop of the authz plugin in which requests that meet a dead socket are
+# retried with an emptied body and denied, until dockerd restarts (seen on Debian 13's 26.1.5).
+# 12.5 s window + margin.
+ENABLE_SETTLE_SECONDS = 14.0
 
 
 def is_socket_timeout(message: str) -> bool:
@@ -941,6 +952,9 @@ class PluginManager:
             except DockerAPIError as exc:
                 if "already enabled" in exc.message:
                     return
+                if is_socket_timeout(exc.message):
+                    # let the engine's own restart of an exited plugin finish first (above)
+                    time.sleep(ENABLE_SETTLE_SECONDS)
                 if is_socket_timeout(exc.message) and slow_starts < ENABLE_SLOW_START_RETRIES:
                     slow_starts += 1
                     deadline = time.monotonic() + ENABLE_RETRY_SECONDS

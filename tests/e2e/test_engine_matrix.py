@@ -11,8 +11,8 @@ host's own docker CLI. Covered per engine: check mode on a fresh host, converge 
 denied by the plugin, a compliant run allowed), ordinary docker CLI use not denied, a second
 run with no change, check mode with no change, verify.yml with no change and the engine's
 CVE warnings, and the cheap faults (verification failure and a plugin that fails to start,
-both rolled back - the latter on the 20.10 engines only, see FAULT_PLUGIN_SUITES; dockerd not
-running), then remove.yml.
+both rolled back, the plugin staying up after the rollback; dockerd not running), then
+remove.yml.
 """
 
 from __future__ import annotations
@@ -317,26 +317,33 @@ def test_fault_verification_failure_rolls_back(matrix: Matrix, suite: str) -> No
     fleet.assert_enforced()
 
 
-# KNOWN PROBLEM on Debian 13 (docs/engines.md): after this fault's rollback the re-enabled plugin
-# denied every request (even GET /plugins) until dockerd restarted; not yet explained, so this
-# fault runs on the two 20.10 engines only (--limit) and trixie keeps a working host.
-FAULT_PLUGIN_SUITES = ("bullseye", "bookworm")
+# On Debian 13 this fault once left the authz plugin in an endless ~1 s kill/restart loop
+# (requests meeting its dead socket were retried with an emptied body and denied, even
+# GET /plugins, until dockerd restarted): the role enabled again inside the window in which the
+# engine was still restarting the plugin that had exited at start (docs/engines.md). The role
+# now waits that window out (module_utils/plugin.py ENABLE_SETTLE_SECONDS); the test runs the
+# fault on all three engines and checks that the plugin stays up after the rollback.
+START_LINE = "Starting server."  # the plugin double's line at each start of its process
 
 
-@pytest.mark.parametrize("suite", FAULT_PLUGIN_SUITES)
+@pytest.mark.parametrize("suite", SUITES)
 def test_fault_plugin_that_fails_to_start_rolls_back(matrix: Matrix, suite: str) -> None:
-    limit = ",".join(matrix.fleets[s].host.name for s in FAULT_PLUGIN_SUITES)
     run = matrix.once(
         "fault: plugin fails to start",
         "harden.yml",
         {"docker_authz_plugin_args": "-policy-file /opa/policies/authz.rego -no-such-flag"},
-        args=["--limit", limit],
     )
     fleet = matrix.fleets[suite]
     _failed(fleet, run, "Install, configure and enable the plugin")
     assert "Rolled back" in run.stdout + run.stderr
     assert fleet.state() == matrix.before["fault: plugin fails to start"][suite]
     fleet.assert_enforced()
+    # the re-enabled plugin is not being killed and restarted by the engine behind the API
+    starts = fleet.host.dockerd_log().count(START_LINE)
+    for _ in range(5):
+        time.sleep(1)
+        fleet.host.docker("plugin", "ls")  # each call passes the plugin; none may be refused
+    assert fleet.host.dockerd_log().count(START_LINE) == starts, "the plugin restarts in a loop"
 
 
 @pytest.mark.parametrize("suite", SUITES)

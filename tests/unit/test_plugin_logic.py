@@ -312,7 +312,8 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "ENABLE_SETTLE_SECONDS", 0.0)  # the fake has no exit handler to wait for
     eng = FakeEngine(tmp_path)
     server = _Server(eng.sock, _Handler)
     server.engine = eng  # type: ignore[attr-defined]
@@ -1045,6 +1046,19 @@ def test_enable_retries_a_plugin_slower_than_the_engines_window(monkeypatch: pyt
     client = _SlowStartClient(failures=2)
     P.PluginManager(client).enable("abc")  # type: ignore[arg-type]
     assert client.enables == 3
+
+
+def test_enable_leaves_the_engine_alone_after_each_socket_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the engine's own restart of a plugin that exited at start runs its 12.5 s socket window
+    # after the API call gave up: no next attempt (nor the caller's restore) inside it
+    slept: list[tuple[float, int]] = []
+    client = _SlowStartClient(failures=10)
+    monkeypatch.setattr(P.time, "sleep", lambda s: slept.append((s, client.enables)))
+    with pytest.raises(DockerAPIError):
+        P.PluginManager(client).enable("abc")  # type: ignore[arg-type]
+    settles = [n for s, n in slept if s == P.ENABLE_SETTLE_SECONDS]
+    assert settles == list(range(1, client.enables + 1)), slept  # after every failure, the last too
+    assert P.ENABLE_SETTLE_SECONDS > 12.5
 
 
 def test_enable_gives_up_after_the_slow_start_retries_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
