@@ -232,7 +232,8 @@ def test_rendered_policy_passes_every_probe(host: DindHost, policy, tmp_path: Pa
     assert status == "ok", result.get("msg")
     assert result["counts"]["failed"] == 0 and result["enforced"] is True
     assert result["profile"] == profile
-    assert len(result["rules"]) == (11 if profile == "baseline" else 16)
+    # a tripwire on the profiles: runtimes joined both, log_drivers and remote_fetch restricted
+    assert len(result["rules"]) == (12 if profile == "baseline" else 19), sorted(result["rules"])
     nothing_left(host)
 
 
