@@ -1095,17 +1095,24 @@ class Plugin:
             return self.evaluate_policy_file_old(req)
         return self.evaluate_policy_file(req)
 
+    def _read_policy_file(self, path: str) -> tuple[bytes | None, tuple[bool, str | None]]:
+        """The policy file's bytes, or (None, the verdict) as every tag gives it: a missing file
+        fails open, an unreadable one is an error."""
+        if _enoent(path):
+            go_log(f"OPA policy file {path} does not exist, failing open and allowing request")
+            return None, (True, None)
+        try:
+            with open(path, "rb") as fh:
+                return fh.read(), (False, None)
+        except OSError as e:
+            return None, (False, _go_path_error("read" if os.path.isdir(path) else "open", path, e))
+
     def evaluate_policy_file_old(self, req: Any) -> tuple[bool, str | None]:
         """Tag 0.8's evaluatePolicyFile: v0 Rego, its input, its two decision-log lines."""
         path = self.opts.policy_file
-        if _enoent(path):
-            go_log(f"OPA policy file {path} does not exist, failing open and allowing request")
-            return True, None
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        except OSError as e:
-            return False, _go_path_error("read" if os.path.isdir(path) else "open", path, e)
+        raw, verdict = self._read_policy_file(path)
+        if raw is None:
+            return verdict
         try:
             input_doc = build_input_v0(req)
         except InputError as e:
@@ -1228,14 +1235,9 @@ class Plugin:
 
     def evaluate_policy_file(self, req: Any) -> tuple[bool, str | None]:
         path = self.opts.policy_file
-        if _enoent(path):
-            go_log(f"OPA policy file {path} does not exist, failing open and allowing request")
-            return True, None
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        except OSError as e:
-            return False, _go_path_error("read" if os.path.isdir(path) else "open", path, e)
+        raw, verdict = self._read_policy_file(path)
+        if raw is None:
+            return verdict
         try:
             input_doc = build_input(req)
         except InputError as e:
