@@ -9,6 +9,19 @@ daemon.json (content, owner, group, mode), the policy file, whether the policy f
 the bundle folder's files and the OPA config. Every part is described, never an error: a
 missing file is ``exists: false``, an engine that does not answer is ``status: -1`` with the
 reason in ``msg``. Stdlib only.
+
+The policy file and its folder come with owner, group and mode, so the role can tell that the
+file it would write is already there byte for byte (and skip the write). With ``adoption`` it
+also answers the adoption check (``authz_adopt`` in check mode: an opa-docker-authz plugin
+installed under another name, found in dockerd's plugin store on disk), from the daemon.json
+just read, so a host with nothing to adopt costs no second module run. With ``plan`` it also
+plans the plugin (``authz_plugin`` in check mode: the steps from the installed plugin to the
+reference and args wanted, the registry asked for the tag's digest), so a run that changes
+nothing needs no separate plan; a plan that fails is reported (``failed``, ``msg``), never raised:
+the role then runs ``authz_plugin`` itself, which fails with the same message at its own step.
+With ``daemon_check`` it checks daemon.json as ``daemon_json`` in check mode would with the
+plugin merged into ``authorization-plugins`` (readable, valid, no conflict with dockerd's flags),
+reported the same way.
 """
 
 from __future__ import annotations
@@ -21,18 +34,46 @@ import pwd
 import stat
 from typing import Any
 
+from ansible_collections.hardening.docker_authz.plugins.module_utils.adopt import (
+    DEFAULT_DATA_ROOT,
+    plan,
+    read_store,
+)
 from ansible_collections.hardening.docker_authz.plugins.module_utils.bundle import (
     BundleFilesError,
     sync_files,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.daemon_config import (
+    DaemonConfigError,
+    apply,
+    parse_document,
+)
 from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import (
     DockerClient,
     DockerError,
+    Response,
+)
+from ansible_collections.hardening.docker_authz.plugins.module_utils.plugin import (
+    PluginError,
+    ensure,
 )
 
 
+def _owner(st: os.stat_result) -> dict[str, str]:
+    """``{owner, group, mode}`` as ``ansible.builtin.stat`` names them (``0640``)."""
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"owner": owner, "group": group, "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
+
+
 def _file(path: str, with_stat: bool = False) -> dict[str, Any]:
-    """``{exists, content (base64)}`` and with ``with_stat`` owner, group and mode."""
+    """``{exists, content (base64)}`` and with ``with_stat`` owner, group, mode and islink."""
     out: dict[str, Any] = {"path": path, "exists": False}
     try:
         st = os.stat(path)
@@ -40,15 +81,7 @@ def _file(path: str, with_stat: bool = False) -> dict[str, Any]:
         return out
     out["exists"] = stat.S_ISREG(st.st_mode)
     if with_stat:
-        try:
-            out["owner"] = pwd.getpwuid(st.st_uid).pw_name
-        except KeyError:
-            out["owner"] = str(st.st_uid)
-        try:
-            out["group"] = grp.getgrgid(st.st_gid).gr_name
-        except KeyError:
-            out["group"] = str(st.st_gid)
-        out["mode"] = f"{stat.S_IMODE(st.st_mode):04o}"
+        out.update(_owner(st), islink=os.path.islink(path))
     if out["exists"]:
         try:
             with open(path, "rb") as handle:
@@ -56,6 +89,24 @@ def _file(path: str, with_stat: bool = False) -> dict[str, Any]:
         except OSError as exc:
             out.update(exists=False, msg=f"cannot read {path}: {exc}")
     return out
+
+
+class _ReadClient(DockerClient):
+    """One read's client: ``GET /version`` and ``GET /_ping`` are asked once (the plan asks them
+    again, and every request passes the authorization plugin: tens of ms each)."""
+
+    _ONCE = ("/_ping", "/version")
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__(socket_path, timeout=timeout)
+        self._answers: dict[str, Response] = {}
+
+    def raw_request(self, method: str, path: str, **kw: Any) -> Response:
+        if method != "GET" or path not in self._ONCE or any(kw.get(k) for k in ("query", "body", "headers")):
+            return super().raw_request(method, path, **kw)
+        if path not in self._answers:
+            self._answers[path] = super().raw_request(method, path, **kw)
+        return self._answers[path]
 
 
 def _get(client: DockerClient, path: str) -> dict[str, Any]:
@@ -83,6 +134,9 @@ def host_state(
     bundle_dir: str,
     opa_config_path: str,
     timeout: float = 15.0,
+    adoption: bool = False,
+    plan_params: dict[str, Any] | None = None,
+    daemon_check: bool = False,
 ) -> dict[str, Any]:
     """The module's result (``changed`` false)."""
     socket = socket[len("unix://") :] if socket.startswith("unix://") else socket
@@ -92,8 +146,9 @@ def host_state(
     except OSError:
         sock = {"path": socket, "exists": False, "issock": False}
     result: dict[str, Any] = {"changed": False, "socket": sock}
+    client: _ReadClient | None = None
     if sock["issock"]:
-        client = DockerClient(socket, timeout=timeout)
+        client = _ReadClient(socket, timeout=timeout)
         result["version"] = _get(client, "/version")
         result["plugin"] = (
             _get(client, f"/plugins/{plugin}/json")
@@ -105,9 +160,17 @@ def host_state(
         result["version"] = {"status": -1, "msg": why}
         result["plugin"] = {"status": -1, "msg": why}
     result["daemon_json"] = _file(daemon_json_path, with_stat=True)
-    result["policy"] = _file(policy_path)
+    result["policy"] = _file(policy_path, with_stat=True)
     policy_dir = os.path.dirname(policy_path)
     result["policy_dir"] = {"path": policy_dir, "exists": os.path.isdir(policy_dir)}
+    if result["policy_dir"]["exists"]:
+        result["policy_dir"].update(_owner(os.stat(policy_dir)), islink=os.path.islink(policy_dir))
+    if adoption:
+        result["adopt"] = _adoption(result["daemon_json"], plugin)
+    if plan_params is not None:
+        result["plugin_plan"] = _plugin_plan(client, plugin, plan_params, result["version"])
+    if daemon_check:
+        result["daemon_check"] = _daemon_check(daemon_json_path, plugin, socket)
     try:
         bundle = sync_files(bundle_dir, None, read=True, check_mode=True)
         result["bundle"] = {"path": bundle_dir, "exists": bundle["exists"], "files": bundle.get("files", {})}
@@ -115,3 +178,50 @@ def host_state(
         result["bundle"] = {"path": bundle_dir, "exists": False, "files": {}, "msg": str(exc)}
     result["opa_config"] = _file(opa_config_path)
     return result
+
+
+def _daemon_check(path: str, plugin: str, socket: str) -> dict[str, Any]:
+    """``daemon_json`` in check mode with ``authorization-plugins: [plugin]`` merged (union):
+    ``{config, changed_keys, reload_required, restart_required, warnings}``, or ``{failed, msg}``."""
+    try:
+        res = apply(path, {"authorization-plugins": [plugin]}, check_mode=True, docker_socket=socket)
+    except DaemonConfigError as exc:
+        return {"failed": True, "msg": str(exc)}
+    except OSError as exc:
+        return {"failed": True, "msg": f"cannot update {path}: {exc}"}
+    return {
+        "path": res.path,
+        "config": res.after,
+        "changed_keys": res.changed_keys,
+        "reload_required": res.reload_required,
+        "restart_required": res.restart_required,
+        "warnings": list(res.warnings),
+    }
+
+
+def _plugin_plan(
+    client: DockerClient | None, plugin: str, params: dict[str, Any], version: dict[str, Any]
+) -> dict[str, Any]:
+    """``authz_plugin`` in check mode (state enabled) for ``plugin``: its result without the diff,
+    or ``{failed: true, msg}``."""
+    if client is None or version.get("status") != 200:
+        return {"failed": True, "msg": f"the engine did not answer GET /version ({version.get('msg')})"}
+    try:
+        out = ensure({**params, "name": plugin, "state": "enabled"}, check_mode=True, client=client)
+    except (PluginError, DockerError) as exc:
+        return {"failed": True, "msg": str(exc)}
+    out.pop("diff", None)
+    return out
+
+
+def _adoption(daemon_json: dict[str, Any], alias: str) -> dict[str, Any]:
+    """What ``authz_adopt`` in check mode finds: ``{adopted, removed}`` (both empty: nothing
+    to adopt), or ``{msg}`` when it cannot tell (the role then runs ``authz_adopt`` itself)."""
+    try:
+        raw = base64.b64decode(daemon_json["content"]) if daemon_json.get("exists") else b""
+        doc = parse_document(raw, daemon_json["path"])
+    except (DaemonConfigError, ValueError) as exc:
+        return {"msg": str(exc)}
+    hooked = [str(h) for h in doc.get("authorization-plugins") or []]
+    found = plan(hooked, read_store(str(doc.get("data-root") or DEFAULT_DATA_ROOT)), alias)
+    return {"adopted": [f.name for f in found.adopt], "removed": [f.name for f in found.adopt + found.stale]}

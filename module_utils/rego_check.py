@@ -25,9 +25,13 @@ needs on the controller, only for data.yaml files).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -470,3 +474,84 @@ def check_bundle(bundle_dir: str, dialect: str, *, engine: str = "") -> dict[str
         "files": sorted(bundle["files"]),
         "revision": str(bundle["manifest"].get("revision", "")),
     }
+
+
+# ---------------------------------------------------------------------------- cache
+
+# A policy text that passed check_policy passes again as long as nothing the check depends on
+# changed: the text, the dialect, the engine and its version, and this checker's own code (the
+# scan, the samples, the builtins of each dialect). The role's compile step (render.yml) skips
+# the texts remembered under that key (filter hardening.docker_authz.rego_uncached), so a run
+# that renders the same policy as the last one does not compile it again. Only successes are
+# remembered: a text that failed is checked (and fails) every time.
+CACHE_FORMAT = 1
+ENGINE_DISTRIBUTIONS = {"opa": "opa-golib-python-bindings", "regopy": "regopy"}
+
+
+def cache_dir() -> str:
+    """``$XDG_CACHE_HOME/hardening.docker_authz/rego_check`` (``~/.cache/...`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "hardening.docker_authz", "rego_check")
+
+
+def _checker_fingerprint() -> str | None:
+    """sha256 of this checker's source and of the builtins tables (module_utils/policy.py), as
+    imported (a file, or the zip of a module run); None when a source cannot be read."""
+    digest = hashlib.sha256()
+    for name in (__name__, allowed_builtins.__module__):
+        mod = sys.modules.get(name)
+        loader = getattr(mod, "__loader__", None)
+        try:
+            source = loader.get_source(name) if loader is not None else None  # type: ignore[union-attr]
+        except (ImportError, OSError):
+            source = None
+        if not source:
+            return None
+        # Ansible's collection loader answers bytes, the import system's loaders str
+        digest.update(source if isinstance(source, bytes) else source.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def likely_engine(dialect: str) -> str:
+    """The engine :func:`engine_for` picks, without importing it (the key of a cache look-up;
+    when the import would fail after all, the check runs with regopy and remembers that key)."""
+    return "opa" if dialect == "v1" and importlib.util.find_spec("opa_bindings") is not None else "regopy"
+
+
+def cache_key(text: str, dialect: str, engine: str) -> str | None:
+    """The cache file name for ``text`` checked as ``dialect`` by ``engine``, or None (no cache)."""
+    try:
+        version = importlib.metadata.version(ENGINE_DISTRIBUTIONS[engine])
+    except (KeyError, importlib.metadata.PackageNotFoundError):
+        return None
+    fingerprint = _checker_fingerprint()
+    if fingerprint is None:
+        return None
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    doc = [CACHE_FORMAT, dialect, engine, version, fingerprint, text_sha]
+    return hashlib.sha256(json.dumps(doc).encode("utf-8")).hexdigest()
+
+
+def is_cached(text: str, dialect: str, directory: str | None = None) -> bool:
+    """Whether ``text`` passed :func:`check_policy` as ``dialect`` before (see :func:`remember`)."""
+    key = cache_key(text, dialect, likely_engine(dialect))
+    return key is not None and os.path.isfile(os.path.join(directory or cache_dir(), key))
+
+
+def remember(text: str, result: dict[str, Any], directory: str | None = None) -> str | None:
+    """Record that ``text`` passed (``result`` of :func:`check_policy`); the file's path, or None
+    when it could not be written (the cache is an optimisation: never an error)."""
+    key = cache_key(text, str(result.get("dialect")), str(result.get("engine")))
+    if key is None:
+        return None
+    directory = directory or cache_dir()
+    path = os.path.join(directory, key)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"dialect": result.get("dialect"), "engine": result.get("engine")}, handle)
+        os.replace(tmp, path)
+    except OSError:
+        return None
+    return path

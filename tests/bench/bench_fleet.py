@@ -60,6 +60,7 @@ CONTROLLER_ACTIONS = {
     "include_vars",
     "add_host",
     "group_by",
+    "validate_argument_spec",  # the role's meta/argument_specs.yml check, in the controller
 }
 
 

@@ -41,7 +41,14 @@ def test_playbook_output_is_byte_identical_to_the_harness(name, tmp_path):
     dest = tmp_path / "out" / "authz.rego"
     dest.parent.mkdir()
     variables = VARIABLE_SETS[name]
-    run = run_playbook(PLAYBOOK, tmp_path, extra_vars={**variables, "docker_authz_render_dest": str(dest)})
+    # an empty compile cache (docker_authz_compile_cache): the compile runs, and remembers the text
+    cache = tmp_path / "xdg-cache"
+    run = run_playbook(
+        PLAYBOOK,
+        tmp_path,
+        extra_vars={**variables, "docker_authz_render_dest": str(dest)},
+        env={"XDG_CACHE_HOME": str(cache)},
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     expected = render(
         **(
@@ -59,6 +66,7 @@ def test_playbook_output_is_byte_identical_to_the_harness(name, tmp_path):
     # one compile per distinct policy of the play (a loop run once)
     (compiled,) = check["result"]["results"]
     assert compiled["samples"][0]["allow"] is True
+    assert Path(compiled["cached_as"]).parent == cache / "hardening.docker_authz" / "rego_check"
     facts = run.task(ROLE + "Leave the policy for the deploy step")["result"]["ansible_facts"]
     assert facts["docker_authz_policy_text"] == expected
     assert facts["docker_authz_policy_path"] == str(dest)

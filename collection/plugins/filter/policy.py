@@ -11,6 +11,9 @@
   single-file policy of policy-file mode (authz.rego.j2 renders it under its header).
 - ``hardening.docker_authz.policy_bundle``: variables (or a config) -> the files of the OPA
   bundle of bundle mode, ``{path inside the bundle: content}`` (Rego v1).
+- ``hardening.docker_authz.rego_uncached``: a list of ``[dialect, policy text]`` -> those that
+  did not pass ``hardening.docker_authz.rego_check`` (with ``cache: true``) before, with the same
+  engine, engine version and checker (module_utils/rego_check.py, "cache").
 
 The policy's sources are roles/opa_authz/files/policy (lib.rego and rules/<rule id>.rego); the
 logic lives in module_utils/policy.py (pure functions, unit-tested).
@@ -38,6 +41,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.policy impo
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import (
     rego_dialect as _rego_dialect,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check import is_cached
 
 # plugins/filter/policy.py -> the collection root -> roles/opa_authz/files/policy
 SOURCES = Path(__file__).resolve().parents[2] / "roles" / "opa_authz" / "files" / "policy"
@@ -103,6 +107,18 @@ def policy_bundle(variables: Mapping[str, Any]) -> dict[str, str]:
         raise AnsibleFilterError(f"Cannot assemble the policy bundle: {exc}") from None
 
 
+def rego_uncached(items: Any, enabled: bool = True) -> list[Any]:
+    """The ``[dialect, text]`` items of ``items`` that have not passed the check before (all of
+    them when ``enabled`` is false)."""
+    if not isinstance(items, list) or not all(
+        isinstance(i, (list, tuple)) and len(i) == 2 and all(isinstance(x, str) for x in i) for i in items
+    ):
+        raise AnsibleFilterError("rego_uncached expects a list of [dialect, policy text] pairs")
+    if not enabled:
+        return list(items)
+    return [item for item in items if not is_cached(item[1], item[0])]
+
+
 class FilterModule:
     """hardening.docker_authz policy filters."""
 
@@ -112,4 +128,5 @@ class FilterModule:
             "rego_dialect": rego_dialect,
             "policy_rego": policy_rego,
             "policy_bundle": policy_bundle,
+            "rego_uncached": rego_uncached,
         }

@@ -16,6 +16,11 @@ description:
     C(GET /plugins/<plugin>/json) of the Engine API, C(daemon.json) (content, owner, group, mode),
     the policy file, whether its folder exists, the bundle folder's files and the OPA config.
   - One module run instead of one per file and request (the role's preflight did ten).
+  - With O(adoption), also what C(hardening.docker_authz.authz_adopt) in check mode would find
+    (opa-docker-authz plugins installed under another name), read from the same daemon.json.
+  - With O(plan_reference), also the plan of C(hardening.docker_authz.authz_plugin) in check mode
+    (O(plugin) enabled from O(plan_reference) with O(plan_args)), the registry asked for the digest
+    as that module asks it.
   - Nothing is an error - a missing file is C(exists=false), an engine that does not answer has
     C(status=-1) and the reason in C(msg).
 author:
@@ -49,6 +54,38 @@ options:
     description: Seconds to wait for each Engine API answer.
     type: int
     default: 15
+  adoption:
+    description:
+      - Also look for opa-docker-authz plugins installed under another name than O(plugin) (in
+        dockerd's plugin store on disk, as C(hardening.docker_authz.authz_adopt) does) and return
+        them as RV(adopt).
+    type: bool
+    default: false
+  plan_reference:
+    description:
+      - Plan the plugin O(plugin) as C(hardening.docker_authz.authz_plugin) in check mode with
+        C(state=enabled) and this reference (C({arch}) is the engine's) would, and return it as
+        RV(plugin_plan).
+    type: str
+  plan_args:
+    description: The plugin's args for the plan (see C(hardening.docker_authz.authz_plugin)).
+    type: str
+    default: ''
+  plan_digest_check:
+    description: Ask the registry for the digest of the reference's tag (C(digest_check) of the plan).
+    type: bool
+    default: true
+  registry_auth:
+    description:
+      - Credentials for the registry of O(plan_reference) (C(username), C(password), C(serveraddress)).
+    type: dict
+  daemon_check:
+    description:
+      - Also check C(daemon.json) as C(hardening.docker_authz.daemon_json) in check mode would with
+        O(plugin) merged into C(authorization-plugins) (C(list_merge=union)) - valid JSON, no key
+        that conflicts with dockerd's command-line flags - and return it as RV(daemon_check).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -91,13 +128,36 @@ daemon_json:
   returned: always
   type: dict
 policy:
-  description: C(path), C(exists), C(content) (base64).
+  description: C(path), C(exists), C(content) (base64), C(owner), C(group), C(mode), C(islink).
   returned: always
   type: dict
 policy_dir:
-  description: C(path), C(exists).
+  description: C(path), C(exists), and when it exists C(owner), C(group), C(mode), C(islink).
   returned: always
   type: dict
+adopt:
+  description:
+    - C(adopted) (hooked plugins to swap for O(plugin)) and C(removed) (every old plugin the
+      adoption removes); both empty when there is nothing to adopt. C(msg) instead when
+      daemon.json cannot be read (run C(hardening.docker_authz.authz_adopt) for the details).
+  returned: when O(adoption) is true
+  type: dict
+plugin_plan:
+  description:
+    - The result of C(hardening.docker_authz.authz_plugin) in check mode (C(actions), C(plugin),
+      C(reference), C(remote_digest), C(privileges), C(warnings)), or C(failed) and C(msg) when the
+      plan failed (nothing is raised; run C(hardening.docker_authz.authz_plugin) for the error).
+  returned: when O(plan_reference) is given
+  type: dict
+daemon_check:
+  description:
+    - What C(hardening.docker_authz.daemon_json) in check mode returns (C(config), C(changed_keys),
+      C(reload_required), C(restart_required), C(warnings)), or C(failed) and C(msg) (nothing is
+      raised; run C(hardening.docker_authz.daemon_json) for the error).
+  returned: when O(daemon_check) is true
+  type: dict
+  sample: {"actions": [], "reference": "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64"}
+  sample: {"adopted": ["opa-docker-authz-v2:0.4"], "removed": ["opa-docker-authz-v2:0.4"]}
 bundle:
   description: C(path), C(exists), C(files) (path inside the folder to content).
   returned: always
@@ -125,14 +185,26 @@ def main() -> None:
             "bundle_dir": {"type": "path", "required": True},
             "opa_config_path": {"type": "path", "required": True},
             "timeout": {"type": "int", "default": 15},
+            "adoption": {"type": "bool", "default": False},
+            "plan_reference": {"type": "str"},
+            "plan_args": {"type": "str", "default": ""},
+            "plan_digest_check": {"type": "bool", "default": True},
+            "daemon_check": {"type": "bool", "default": False},
+            "registry_auth": {
+                "type": "dict",
+                "options": {
+                    "username": {"type": "str"},
+                    "password": {"type": "str", "no_log": True},
+                    "serveraddress": {"type": "str"},
+                },
+            },
         },
         supports_check_mode=True,
     )
     p = module.params
     if p["timeout"] <= 0:
         module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
-    module.exit_json(
-        **host_state(
+    result = host_state(
             socket=p["socket"],
             plugin=p["plugin"],
             daemon_json_path=p["daemon_json_path"],
@@ -140,8 +212,22 @@ def main() -> None:
             bundle_dir=p["bundle_dir"],
             opa_config_path=p["opa_config_path"],
             timeout=float(p["timeout"]),
-        )
+            adoption=p["adoption"],
+            plan_params=None
+            if p["plan_reference"] is None
+            else {
+                "reference": p["plan_reference"],
+                "args": p["plan_args"],
+                "digest_check": p["plan_digest_check"],
+                "registry_auth": p["registry_auth"],
+            },
+        daemon_check=p["daemon_check"],
     )
+    # the plan's warnings, as authz_plugin shows them (a tag that names no architecture ...)
+    for part in ("plugin_plan", "daemon_check"):
+        for warning in (result.get(part) or {}).pop("warnings", []):
+            module.warn(warning)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,16 @@ options:
     type: str
     required: true
     choices: [v0, v1]
+  cache:
+    description:
+      - With O(content), remember a policy text that passed (a file named by the sha256 of the text,
+        the dialect, the engine and its version and this checker's own code, under
+        C($XDG_CACHE_HOME/hardening.docker_authz/rego_check), C(~/.cache/...) by default), so that
+        the filter C(hardening.docker_authz.rego_uncached) can leave out a text that passed before.
+        Failures are never remembered. The role C(hardening.docker_authz.opa_authz) sets it from
+        C(docker_authz_compile_cache).
+    type: bool
+    default: false
 notes:
   - OPA 1.20.2 and regopy are not the plugin's OPA (1.3.0 in v0.10). The scan keeps the policy
     within what the plugin's OPA version has; the compile proves the logic is well-formed and
@@ -114,6 +124,11 @@ files:
   type: list
   elements: str
   sample: [.manifest, docker/authz/authz.rego, docker/authz/config/data.json]
+cached_as:
+  description: The cache file that records the pass (null when it could not be written).
+  returned: success, O(content) and O(cache) given
+  type: str
+  sample: /home/ops/.cache/hardening.docker_authz/rego_check/3ff2eaa1...
 revision:
   description: The C(revision) of the bundle's C(.manifest) (empty without one).
   returned: success and O(bundle_dir) was given
@@ -127,6 +142,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check 
     RegoCheckError,
     check_bundle,
     check_policy,
+    remember,
 )
 
 
@@ -137,6 +153,7 @@ def main() -> None:
             "bundle_dir": {"type": "path"},
             "content": {"type": "str"},
             "dialect": {"type": "str", "required": True, "choices": ["v0", "v1"]},
+            "cache": {"type": "bool", "default": False},
         },
         mutually_exclusive=[("path", "bundle_dir", "content")],
         required_one_of=[("path", "bundle_dir", "content")],
@@ -155,6 +172,8 @@ def main() -> None:
             result = check_policy(module.params["content"], dialect)
         except RegoCheckError as exc:
             module.fail_json(msg=f"the rendered policy must not be deployed: {exc}")
+        if module.params["cache"]:
+            result["cached_as"] = remember(module.params["content"], result)
         module.exit_json(changed=False, **result)
     path = module.params["path"]
     try:
