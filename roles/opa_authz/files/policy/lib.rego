@@ -393,8 +393,12 @@ field_is_string(path) if {
 # look at both places (hc_any); require rules at the effective one (hc).
 hc_prefixes := [["hostconfig"], []]
 
+# (field written out in hc_any and hc: a create calls them about 30 times, and a function call
+# costs OPA's evaluation more than the lookup itself.)
 hc_any(name) := values if {
-	values := {value | value := field(["hostconfig", name])} | {value | value := field([name])}
+	nested := json.marshal(["hostconfig", name])
+	top := json.marshal([name])
+	values := {value | value := body_fields[nested]} | {value | value := body_fields[top]}
 }
 
 has_host_config if {
@@ -403,12 +407,12 @@ has_host_config if {
 
 hc(name) := value if {
 	has_host_config
-	value := field(["hostconfig", name])
+	value := body_fields[json.marshal(["hostconfig", name])]
 }
 
 hc(name) := value if {
 	not has_host_config
-	value := field([name])
+	value := body_fields[json.marshal([name])]
 }
 
 service_path(rest) := path if {
