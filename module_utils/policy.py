@@ -793,7 +793,7 @@ def specialise_policy(text: str, config: Mapping[str, Any], roots: Iterable[str]
     return "\n".join(out) + "\n"
 
 
-# A literal table (``write_endpoints := {...}``, the config) costs OPA's compiler a little for
+# A literal table (``write_endpoints := {...}``) costs OPA's compiler a little for
 # every term in it on every compile (types, rewriting, indexing); the same value as a JSON string
 # handed to json.unmarshal is one string term, decoded once per evaluation. Measured with OPA
 # 1.7.1 (the plugin's): the restricted compact file allocates 10.7 instead of 11.1 MB per
