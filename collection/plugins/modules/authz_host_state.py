@@ -142,22 +142,24 @@ adopt:
       daemon.json cannot be read (run C(hardening.docker_authz.authz_adopt) for the details).
   returned: when O(adoption) is true
   type: dict
+  sample: {"adopted": ["opa-docker-authz-v2:0.4"], "removed": ["opa-docker-authz-v2:0.4"]}
 plugin_plan:
   description:
     - The result of C(hardening.docker_authz.authz_plugin) in check mode (C(actions), C(plugin),
-      C(reference), C(remote_digest), C(privileges), C(warnings)), or C(failed) and C(msg) when the
-      plan failed (nothing is raised; run C(hardening.docker_authz.authz_plugin) for the error).
+      C(reference), C(remote_digest), C(privileges); its warnings are the module's warnings), or
+      C(failed) and C(msg) when the plan failed (nothing is raised; run
+      C(hardening.docker_authz.authz_plugin) for the error).
   returned: when O(plan_reference) is given
   type: dict
+  sample: {"actions": [], "reference": "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64"}
 daemon_check:
   description:
     - What C(hardening.docker_authz.daemon_json) in check mode returns (C(config), C(changed_keys),
-      C(reload_required), C(restart_required), C(warnings)), or C(failed) and C(msg) (nothing is
-      raised; run C(hardening.docker_authz.daemon_json) for the error).
+      C(reload_required), C(restart_required); its warnings are the module's warnings), or C(failed)
+      and C(msg) (nothing is raised; run C(hardening.docker_authz.daemon_json) for the error).
   returned: when O(daemon_check) is true
   type: dict
-  sample: {"actions": [], "reference": "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64"}
-  sample: {"adopted": ["opa-docker-authz-v2:0.4"], "removed": ["opa-docker-authz-v2:0.4"]}
+  sample: {"config": {"authorization-plugins": ["opa-docker-authz"]}, "changed_keys": []}
 bundle:
   description: C(path), C(exists), C(files) (path inside the folder to content).
   returned: always
