@@ -47,6 +47,15 @@ DEFAULT_ARGS = "-policy-file /opa/policies/authz.rego"
 # What opa-docker-authz v0.10 asks for: host networking and a bind mount of /etc/docker.
 DEFAULT_ALLOWED_PRIVILEGES = ("network=host", "mount=/etc/docker")
 DEFAULT_TIMEOUT = 120
+# The module option `registry_auth` (authz_plugin and authz_host_state, which plans the same pull).
+REGISTRY_AUTH_OPTION: dict[str, Any] = {
+    "type": "dict",
+    "options": {
+        "username": {"type": "str"},
+        "password": {"type": "str", "no_log": True},
+        "serveraddress": {"type": "str"},
+    },
+}
 ENABLE_RETRY_SECONDS = 20.0
 # how many more times a plugin whose socket did not appear in the engine's window is enabled
 ENABLE_SLOW_START_RETRIES = 2

@@ -175,6 +175,9 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.hardening.docker_authz.plugins.module_utils.host_state import (  # noqa: E402
     host_state,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.plugin import (  # noqa: E402
+    REGISTRY_AUTH_OPTION,
+)
 
 
 def main() -> None:
@@ -192,14 +195,7 @@ def main() -> None:
             "plan_args": {"type": "str", "default": ""},
             "plan_digest_check": {"type": "bool", "default": True},
             "daemon_check": {"type": "bool", "default": False},
-            "registry_auth": {
-                "type": "dict",
-                "options": {
-                    "username": {"type": "str"},
-                    "password": {"type": "str", "no_log": True},
-                    "serveraddress": {"type": "str"},
-                },
-            },
+            "registry_auth": REGISTRY_AUTH_OPTION,
         },
         supports_check_mode=True,
     )

@@ -252,6 +252,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.plugin impo
     DEFAULT_ALLOWED_PRIVILEGES,
     DEFAULT_ARGS,
     DEFAULT_TIMEOUT,
+    REGISTRY_AUTH_OPTION,
     STATES,
     PluginError,
     ensure,
@@ -264,14 +265,7 @@ ARGUMENT_SPEC = {
     "args": {"type": "raw", "default": DEFAULT_ARGS},
     "settings": {"type": "list", "elements": "str", "default": []},
     "allowed_privileges": {"type": "list", "elements": "raw", "default": list(DEFAULT_ALLOWED_PRIVILEGES)},
-    "registry_auth": {
-        "type": "dict",
-        "options": {
-            "username": {"type": "str"},
-            "password": {"type": "str", "no_log": True},
-            "serveraddress": {"type": "str"},
-        },
-    },
+    "registry_auth": REGISTRY_AUTH_OPTION,
     "digest_check": {"type": "bool", "default": True},
     "force_upgrade": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
