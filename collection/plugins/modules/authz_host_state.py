@@ -202,23 +202,24 @@ def main() -> None:
     p = module.params
     if p["timeout"] <= 0:
         module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
+    plan_params = None
+    if p["plan_reference"] is not None:
+        plan_params = {
+            "reference": p["plan_reference"],
+            "args": p["plan_args"],
+            "digest_check": p["plan_digest_check"],
+            "registry_auth": p["registry_auth"],
+        }
     result = host_state(
-            socket=p["socket"],
-            plugin=p["plugin"],
-            daemon_json_path=p["daemon_json_path"],
-            policy_path=p["policy_path"],
-            bundle_dir=p["bundle_dir"],
-            opa_config_path=p["opa_config_path"],
-            timeout=float(p["timeout"]),
-            adoption=p["adoption"],
-            plan_params=None
-            if p["plan_reference"] is None
-            else {
-                "reference": p["plan_reference"],
-                "args": p["plan_args"],
-                "digest_check": p["plan_digest_check"],
-                "registry_auth": p["registry_auth"],
-            },
+        socket=p["socket"],
+        plugin=p["plugin"],
+        daemon_json_path=p["daemon_json_path"],
+        policy_path=p["policy_path"],
+        bundle_dir=p["bundle_dir"],
+        opa_config_path=p["opa_config_path"],
+        timeout=float(p["timeout"]),
+        adoption=p["adoption"],
+        plan_params=plan_params,
         daemon_check=p["daemon_check"],
     )
     # the plan's warnings, as authz_plugin shows them (a tag that names no architecture ...)
