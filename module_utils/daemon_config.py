@@ -1275,6 +1275,16 @@ class Result:
         }
 
 
+@dataclass(frozen=True)
+class Content:
+    """daemon.json as a caller already read it from the path given to :func:`apply`: its bytes,
+    or ``None`` when the file does not exist. ``apply(..., check_mode=True, content=...)`` parses
+    these instead of reading the file again (the role's host read, module_utils/host_state.py,
+    holds them already); results and refusals are the same as when ``apply`` reads the file."""
+
+    raw: bytes | None
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as fh:
@@ -1329,11 +1339,17 @@ def apply(
     env: HostEnv | None = None,
     client_factory: Callable[[], Any] | None = None,
     before_rename: Callable[[str], None] | None = None,
+    content: Content | None = None,
 ) -> Result:
     """Merge ``settings`` into (and ``remove`` from) the daemon.json at ``path``.
 
+    ``content``, in check mode only: the file as the caller already read it, used instead of a
+    second read (a write always reads the file again under its lock).
+
     Raises :class:`DaemonConfigError` on every refusal, before anything is written.
     """
+    if content is not None and not check_mode:
+        raise ValueError("content is for check mode only: a write reads the file under its lock")
     env = env or HostEnv()
     settings = dict(settings or {})
     if not path or not os.path.isabs(path):
@@ -1377,7 +1393,8 @@ def apply(
     parent = os.path.dirname(path)
     parent_exists = os.path.isdir(parent)
     if check_mode:
-        return finish(_plan(path, _read(path) if parent_exists else None, settings, removal, list_merge))
+        raw = content.raw if content is not None else _read(path) if parent_exists else None
+        return finish(_plan(path, raw, settings, removal, list_merge))
     created = False
     checked: list[str] | None = None
     if not parent_exists:

@@ -44,6 +44,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.bundle impo
     sync_files,
 )
 from ansible_collections.hardening.docker_authz.plugins.module_utils.daemon_config import (
+    Content,
     DaemonConfigError,
     apply,
     parse_document,
@@ -74,21 +75,33 @@ def _owner(st: os.stat_result) -> dict[str, str]:
 
 def _file(path: str, with_stat: bool = False) -> dict[str, Any]:
     """``{exists, content (base64)}`` and with ``with_stat`` owner, group, mode and islink."""
+    return _read_file(path, with_stat)[0]
+
+
+def _read_file(path: str, with_stat: bool = False) -> tuple[dict[str, Any], Content | None]:
+    """:func:`_file`'s answer, and the file as read for ``daemon_config.apply``: its bytes,
+    ``Content(None)`` when it does not exist, ``None`` when this read cannot tell (not a regular
+    file, unreadable: apply then reads the file itself and names the problem as it always does)."""
     out: dict[str, Any] = {"path": path, "exists": False}
     try:
         st = os.stat(path)
+    except FileNotFoundError:
+        return out, Content(None)
     except OSError:
-        return out
+        return out, None
     out["exists"] = stat.S_ISREG(st.st_mode)
     if with_stat:
         out.update(_owner(st), islink=os.path.islink(path))
-    if out["exists"]:
-        try:
-            with open(path, "rb") as handle:
-                out["content"] = base64.b64encode(handle.read()).decode("ascii")
-        except OSError as exc:
-            out.update(exists=False, msg=f"cannot read {path}: {exc}")
-    return out
+    if not out["exists"]:
+        return out, None
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        out.update(exists=False, msg=f"cannot read {path}: {exc}")
+        return out, None
+    out["content"] = base64.b64encode(raw).decode("ascii")
+    return out, Content(raw)
 
 
 class _ReadClient(DockerClient):
@@ -159,7 +172,7 @@ def host_state(
         why = f"{socket} is not a unix socket" if sock["exists"] else f"{socket} does not exist"
         result["version"] = {"status": -1, "msg": why}
         result["plugin"] = {"status": -1, "msg": why}
-    result["daemon_json"] = _file(daemon_json_path, with_stat=True)
+    result["daemon_json"], daemon_json_read = _read_file(daemon_json_path, with_stat=True)
     result["policy"] = _file(policy_path, with_stat=True)
     policy_dir = os.path.dirname(policy_path)
     result["policy_dir"] = {"path": policy_dir, "exists": os.path.isdir(policy_dir)}
@@ -170,7 +183,7 @@ def host_state(
     if plan_params is not None:
         result["plugin_plan"] = _plugin_plan(client, plugin, plan_params, result["version"])
     if daemon_check:
-        result["daemon_check"] = _daemon_check(daemon_json_path, plugin, socket)
+        result["daemon_check"] = _daemon_check(daemon_json_path, plugin, socket, daemon_json_read)
     try:
         bundle = sync_files(bundle_dir, None, read=True, check_mode=True)
         result["bundle"] = {"path": bundle_dir, "exists": bundle["exists"], "files": bundle.get("files", {})}
@@ -180,11 +193,14 @@ def host_state(
     return result
 
 
-def _daemon_check(path: str, plugin: str, socket: str) -> dict[str, Any]:
+def _daemon_check(path: str, plugin: str, socket: str, content: Content | None = None) -> dict[str, Any]:
     """``daemon_json`` in check mode with ``authorization-plugins: [plugin]`` merged (union):
-    ``{config, changed_keys, reload_required, restart_required, warnings}``, or ``{failed, msg}``."""
+    ``{config, changed_keys, reload_required, restart_required, warnings}``, or ``{failed, msg}``.
+    ``content``: daemon.json as the host read read it (not read again); ``None``: apply reads it."""
     try:
-        res = apply(path, {"authorization-plugins": [plugin]}, check_mode=True, docker_socket=socket)
+        res = apply(
+            path, {"authorization-plugins": [plugin]}, check_mode=True, docker_socket=socket, content=content
+        )
     except DaemonConfigError as exc:
         return {"failed": True, "msg": str(exc)}
     except OSError as exc:
