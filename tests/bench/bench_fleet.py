@@ -1,7 +1,12 @@
 """Benchmark (not a test): wall time of harden.yml against a floor, on fleets of 1, 4 and 8 hosts.
 
     .venv/bin/python -m tests.bench.bench_fleet [--hosts 1,4,8] [--repeat 3] [--out results.json]
+                                                [--policy-mode file|bundle]
     make bench-fleet BENCH_ARGS="--hosts 1,8 --repeat 5"
+
+--policy-mode sets docker_authz_policy_mode for every host (default: the role's default, policy-file
+mode). In policy-file mode the plugin compiles the policy on every request, so the verification's
+probes cost a compile each; in bundle mode it compiles once per activation (docs/policy.md).
 
 For each fleet size N: start N fresh Docker-in-Docker hosts (in parallel, not timed), run the
 floor playbook (tests/bench/floor.yml: ten trivial module calls - file, stat, copy, command,
@@ -118,16 +123,24 @@ def _probes(results: list[dict[str, Any]]) -> int | None:
     return max(sent) if sent else None
 
 
-def run_size(n: int, key: Path, plugin_ref: str, work: Path, repeat: int) -> dict[str, Any]:
+def run_size(
+    n: int, key: Path, plugin_ref: str, work: Path, repeat: int, policy_mode: str | None = None
+) -> dict[str, Any]:
     t0 = time.monotonic()
     hosts = dind.start_hosts(n, key)
     started = time.monotonic() - t0
     try:
-        inventory = dind.write_inventory(
-            work / f"inventory-{n}.yml", hosts, docker_authz_plugin_image=plugin_ref
-        )
+        host_vars: dict[str, Any] = {"docker_authz_plugin_image": plugin_ref}
+        if policy_mode:
+            host_vars["docker_authz_policy_mode"] = policy_mode
+        inventory = dind.write_inventory(work / f"inventory-{n}.yml", hosts, **host_vars)
         env = {"ANSIBLE_FORKS": str(max(n, 5))}
-        row: dict[str, Any] = {"hosts": n, "forks": max(n, 5), "hosts_ready_s": round(started, 1)}
+        row: dict[str, Any] = {
+            "hosts": n,
+            "forks": max(n, 5),
+            "policy_mode": policy_mode or "file (role default)",
+            "hosts_ready_s": round(started, 1),
+        }
         times: dict[str, list[float]] = defaultdict(list)
         loads: dict[str, list[float]] = defaultdict(list)
         plan = ["floor", "first"] + ["floor", "rerun"] * repeat
@@ -177,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hosts", default="1,4,8", help="fleet sizes, comma-separated (default 1,4,8)")
     ap.add_argument("--repeat", type=int, default=3, help="no-change re-runs (each after a floor run)")
     ap.add_argument("--out", help="also write the results as JSON here")
+    ap.add_argument(
+        "--policy-mode",
+        choices=("file", "bundle"),
+        help="docker_authz_policy_mode for every host (default: the role's default, file)",
+    )
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.hosts.split(",") if x.strip()]
     if args.repeat < 1:
@@ -188,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "ansible": ansible_version(),
         "docker": docker_version(),
+        "policy_mode": args.policy_mode or "file (role default)",
     }
     print(f"[bench] {env}", flush=True)
     rows = []
@@ -197,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             what = f"floor, first converge, then floor / re-run x {args.repeat}"
             print(f"[bench] {n} host(s): {what} ...", flush=True)
-            rows.append(run_size(n, key, plugin_ref, work, args.repeat))
+            rows.append(run_size(n, key, plugin_ref, work, args.repeat, args.policy_mode))
             print(f"[bench] {json.dumps(rows[-1])}", flush=True)
     print()
     print("| hosts | forks | floor (median) | first converge | no-change re-run (median) "
