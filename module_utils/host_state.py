@@ -186,11 +186,32 @@ def host_state(
         result["daemon_check"] = _daemon_check(daemon_json_path, plugin, socket, daemon_json_read)
     try:
         bundle = sync_files(bundle_dir, None, read=True, check_mode=True)
-        result["bundle"] = {"path": bundle_dir, "exists": bundle["exists"], "files": bundle.get("files", {})}
+        files = bundle.get("files", {})
+        result["bundle"] = {
+            "path": bundle_dir,
+            "exists": bundle["exists"],
+            "files": files,
+            "modes": _modes(bundle_dir, files),
+        }
     except BundleFilesError as exc:
-        result["bundle"] = {"path": bundle_dir, "exists": False, "files": {}, "msg": str(exc)}
-    result["opa_config"] = _file(opa_config_path)
+        result["bundle"] = {"path": bundle_dir, "exists": False, "files": {}, "modes": {}, "msg": str(exc)}
+    result["opa_config"] = _file(opa_config_path, with_stat=True)
     return result
+
+
+def _modes(directory: str, files: dict[str, Any]) -> dict[str, str]:
+    """``{path: "0640"}`` of the files read below ``directory`` ("link" for a symlink, "?" when
+    gone since): the role skips a bundle write only when contents and modes already match."""
+    modes: dict[str, str] = {}
+    for rel in files:
+        full = os.path.join(directory, rel)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            modes[rel] = "?"
+            continue
+        modes[rel] = "link" if stat.S_ISLNK(st.st_mode) else f"{stat.S_IMODE(st.st_mode):04o}"
+    return modes
 
 
 def _daemon_check(path: str, plugin: str, socket: str, content: Content | None = None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -383,17 +383,11 @@ def _merge_data(into: dict[str, Any], path: list[str], value: Any, where: str) -
         raise RegoCheckError(f"{where}: data conflict at /{'/'.join(path)}")
 
 
-def read_bundle(bundle_dir: str) -> dict[str, Any]:
-    """The modules, data, manifest and file list of an OPA bundle directory, as OPA reads it:
-    ``*.rego`` anywhere, ``data.json``/``data.yaml`` at the data path of their directory,
-    ``.manifest`` (roots enforced). Raises :class:`RegoCheckError` naming the problem."""
+def _bundle_tree(bundle_dir: str) -> dict[str, bytes]:
+    """{path relative to ``bundle_dir``: raw content} of every file below it."""
     if not os.path.isdir(bundle_dir):
         raise RegoCheckError(f"{bundle_dir} is not a directory (bundle_dir must be an OPA bundle directory)")
-    modules: dict[str, str] = {}
-    data: dict[str, Any] = {}
-    files: list[str] = []
-    manifest: dict[str, Any] = {}
-    data_files: list[tuple[str, Any]] = []
+    tree: dict[str, bytes] = {}
     for dirpath, dirnames, names in os.walk(bundle_dir):
         dirnames.sort()
         for name in sorted(names):
@@ -401,34 +395,57 @@ def read_bundle(bundle_dir: str) -> dict[str, Any]:
             rel = os.path.relpath(full, bundle_dir).replace(os.sep, "/")
             try:
                 with open(full, "rb") as handle:
-                    raw = handle.read()
+                    tree[rel] = handle.read()
             except OSError as exc:
                 raise RegoCheckError(f"cannot read {full}: {exc}") from exc
-            if rel == ".manifest":
-                try:
-                    manifest = json.loads(raw)
-                except ValueError as exc:
-                    raise RegoCheckError(f"{full} is not valid JSON: {exc}") from exc
-                if not isinstance(manifest, dict):
-                    raise RegoCheckError(f"{full} must be a JSON object")
-                files.append(rel)
-            elif name.endswith(".rego"):
-                modules[rel] = raw.decode("utf-8", "replace")
-                files.append(rel)
-            elif name in DATA_FILES:
-                try:
-                    if name == "data.json":
-                        value = json.loads(raw)
-                    else:
-                        import yaml  # Ansible's own dependency on the controller
+    return tree
 
-                        value = yaml.safe_load(raw)
-                except Exception as exc:
-                    raise RegoCheckError(f"{full} does not parse: {exc}") from exc
-                data_files.append((rel, value))
-                files.append(rel)
+
+def read_bundle(bundle_dir: str) -> dict[str, Any]:
+    """The modules, data, manifest and file list of an OPA bundle directory, as OPA reads it:
+    ``*.rego`` anywhere, ``data.json``/``data.yaml`` at the data path of their directory,
+    ``.manifest`` (roots enforced). Raises :class:`RegoCheckError` naming the problem."""
+    return parse_bundle(_bundle_tree(bundle_dir), bundle_dir)
+
+
+def parse_bundle(tree: Mapping[str, bytes | str], where: str = "the bundle") -> dict[str, Any]:
+    """:func:`read_bundle` of a bundle given as ``{path inside the bundle: content}`` (the files the
+    role writes, before they are written); ``where`` names the bundle in messages."""
+    modules: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    files: list[str] = []
+    manifest: dict[str, Any] = {}
+    data_files: list[tuple[str, Any]] = []
+    for rel in sorted(tree):
+        raw = tree[rel]
+        raw = raw.encode("utf-8") if isinstance(raw, str) else raw
+        full = f"{where}/{rel}"
+        name = rel.rsplit("/", 1)[-1]
+        if rel == ".manifest":
+            try:
+                manifest = json.loads(raw)
+            except ValueError as exc:
+                raise RegoCheckError(f"{full} is not valid JSON: {exc}") from exc
+            if not isinstance(manifest, dict):
+                raise RegoCheckError(f"{full} must be a JSON object")
+            files.append(rel)
+        elif name.endswith(".rego"):
+            modules[rel] = raw.decode("utf-8", "replace")
+            files.append(rel)
+        elif name in DATA_FILES:
+            try:
+                if name == "data.json":
+                    value = json.loads(raw)
+                else:
+                    import yaml  # Ansible's own dependency on the controller
+
+                    value = yaml.safe_load(raw)
+            except Exception as exc:
+                raise RegoCheckError(f"{full} does not parse: {exc}") from exc
+            data_files.append((rel, value))
+            files.append(rel)
     if not modules:
-        raise RegoCheckError(f"the bundle {bundle_dir} holds no .rego file")
+        raise RegoCheckError(f"the bundle {where} holds no .rego file")
     roots = [str(r).strip("/") for r in manifest.get("roots", [""])]
     for rel, text in modules.items():
         pkg = re.search(r"^\s*package\s+([A-Za-z_][\w.]*)", strip_comments_and_strings(text), re.M)
@@ -444,7 +461,24 @@ def read_bundle(bundle_dir: str) -> dict[str, Any]:
 
 def check_bundle(bundle_dir: str, dialect: str, *, engine: str = "") -> dict[str, Any]:
     """Scan every module of the bundle for the dialect, then compile them all with the data."""
-    bundle = read_bundle(bundle_dir)
+    return _check_parsed_bundle(read_bundle(bundle_dir), dialect, engine=engine)
+
+
+def check_bundle_files(
+    files: Mapping[str, bytes | str], dialect: str, *, engine: str = "", where: str = "the bundle"
+) -> dict[str, Any]:
+    """:func:`check_bundle` of a bundle given as ``{path inside the bundle: content}``."""
+    return _check_parsed_bundle(parse_bundle(files, where), dialect, engine=engine)
+
+
+def bundle_text(files: Mapping[str, str]) -> str:
+    """One text that stands for a bundle given as ``{path: content}`` in the compile cache (the
+    paths and contents, in a canonical order; never a valid Rego module, so no policy text can
+    share its key)."""
+    return "# OPA bundle\n" + json.dumps({str(k): str(v) for k, v in files.items()}, sort_keys=True)
+
+
+def _check_parsed_bundle(bundle: dict[str, Any], dialect: str, *, engine: str = "") -> dict[str, Any]:
     modules: dict[str, str] = bundle["modules"]
     codes = {rel: strip_comments_and_strings(text) for rel, text in modules.items()}
     functions = frozenset(f for code in codes.values() for f in defined_functions(code))

@@ -204,9 +204,25 @@ def test_second_bundle_converge_changes_nothing(fleet: Fleet) -> None:
     assert run.returncode == 0, run.stdout[-4000:]
     assert fleet.recap(run)["changed"] == 0, changed_tasks(fleet, run)
     assert fleet.ran(run, "Restart the plugin in place") == []
+    # the host read showed the same bundle and OPA config (content and modes): no write runs, and
+    # the bundle that passed the first converge's compile is not compiled again (compile cache);
+    # nothing is written on the controller without a signing key
+    assert fleet.ran(run, "Write the bundle") == [], fleet.ran(run, "Write the bundle")
+    assert fleet.ran(run, "Write the OPA config") == []
+    assert fleet.ran(run, "Compile the bundle on the controller") == []
+    assert fleet.ran(run, "Create a scratch folder") == []
     assert bundle_state(fleet) == before
     run, _ = fleet.play("harden.yml", BUNDLE, args=["--check"])
     assert run.returncode == 0 and fleet.recap(run)["changed"] == 0, changed_tasks(fleet, run)
+    # drift in a mode alone is still seen and repaired: the skip needs content AND mode to match
+    fleet.host.exec("chmod", "0644", f"{BUNDLE_DIR}/.manifest", OPA_CONFIG)
+    run, _ = fleet.play("harden.yml", BUNDLE)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert fleet.task(run, "Write the bundle (files of rules now off are removed)")["result"]["changed"]
+    assert fleet.task(run, "Write the OPA config")["result"]["changed"]
+    modes = fleet.host.exec("stat", "-c", "%a", OPA_CONFIG, f"{BUNDLE_DIR}/.manifest")
+    assert modes.stdout.split() == ["640", "640"], modes.stdout
+    fleet.assert_enforced()
 
 
 def test_policy_change_restarts_the_plugin_in_place_without_a_window(fleet: Fleet) -> None:

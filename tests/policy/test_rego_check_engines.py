@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from module_utils import rego_check
-from module_utils.rego_check import RegoCheckError, check_bundle, check_policy, compile_policy, engine_for
+from module_utils.rego_check import (
+    RegoCheckError,
+    check_bundle,
+    check_bundle_files,
+    check_policy,
+    compile_policy,
+    engine_for,
+)
 from tests.lib.ansible_run import run_playbook
 from tests.policy.harness import render
 
@@ -47,6 +54,11 @@ def make_bundle(root: Path, *, main: str = MAIN, roots: list[str] | None = None,
     cfg = {"deny_privileged": True} if data is None else data
     (root / "docker" / "authz" / "config" / "data.json").write_text(json.dumps(cfg))
     return root
+
+
+def tree(root: Path) -> dict[str, str]:
+    """The bundle directory as the role holds it before writing it: {path inside: text}."""
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_v1_is_compiled_by_opa_and_v0_by_regopy():
@@ -95,6 +107,10 @@ def test_a_bundle_with_a_library_and_data_is_checked_whole(tmp_path, engine):
     # the data decides: the same modules with the rule's switch off allow the privileged sample
     off = make_bundle(tmp_path / "off", data={"deny_privileged": False})
     assert check_bundle(str(off), "v1", engine=engine)["samples"][1] == {"allow": True, "deny": []}
+    # the same files given in memory (rego_check bundle_files, what the role passes) are judged
+    # exactly as the written directory
+    assert check_bundle_files(tree(root), "v1", engine=engine) == result
+    assert check_bundle_files(tree(off), "v1", engine=engine)["samples"][1] == {"allow": True, "deny": []}
 
 
 @pytest.mark.parametrize(
@@ -127,6 +143,8 @@ def test_a_bad_bundle_is_refused_naming_the_problem(tmp_path, mutate, problem):
     mutate(root)
     with pytest.raises(RegoCheckError, match=re.escape(problem)):
         check_bundle(str(root), "v1")
+    with pytest.raises(RegoCheckError, match=re.escape(problem)):
+        check_bundle_files(tree(root), "v1")
 
 
 def test_a_missing_or_empty_bundle_dir_is_refused(tmp_path):

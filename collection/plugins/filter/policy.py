@@ -41,7 +41,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.policy impo
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import (
     rego_dialect as _rego_dialect,
 )
-from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check import is_cached
+from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check import bundle_text, is_cached
 
 # plugins/filter/policy.py -> the collection root -> roles/opa_authz/files/policy
 SOURCES = Path(__file__).resolve().parents[2] / "roles" / "opa_authz" / "files" / "policy"
@@ -107,16 +107,27 @@ def policy_bundle(variables: Mapping[str, Any]) -> dict[str, str]:
         raise AnsibleFilterError(f"Cannot assemble the policy bundle: {exc}") from None
 
 
+def _checkable(item: Any) -> bool:
+    if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)):
+        return False
+    what = item[1]
+    return isinstance(what, str) or (
+        isinstance(what, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in what.items())
+    )
+
+
 def rego_uncached(items: Any, enabled: bool = True) -> list[Any]:
-    """The ``[dialect, text]`` items of ``items`` that have not passed the check before (all of
-    them when ``enabled`` is false)."""
-    if not isinstance(items, list) or not all(
-        isinstance(i, (list, tuple)) and len(i) == 2 and all(isinstance(x, str) for x in i) for i in items
-    ):
-        raise AnsibleFilterError("rego_uncached expects a list of [dialect, policy text] pairs")
+    """The ``[dialect, text]`` items of ``items`` (a policy text, or a bundle as ``{path:
+    content}``) that have not passed the check before (all of them when ``enabled`` is false)."""
+    if not isinstance(items, list) or not all(_checkable(i) for i in items):
+        raise AnsibleFilterError(
+            "rego_uncached expects a list of [dialect, policy text] or "
+            "[dialect, {path: content} of a bundle] pairs"
+        )
     if not enabled:
         return list(items)
-    return [item for item in items if not is_cached(item[1], item[0])]
+    texts = [item[1] if isinstance(item[1], str) else bundle_text(item[1]) for item in items]
+    return [item for item, text in zip(items, texts, strict=True) if not is_cached(text, item[0])]
 
 
 class FilterModule:

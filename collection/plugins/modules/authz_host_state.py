@@ -161,13 +161,19 @@ daemon_check:
   type: dict
   sample: {"config": {"authorization-plugins": ["opa-docker-authz"]}, "changed_keys": []}
 bundle:
-  description: C(path), C(exists), C(files) (path inside the folder to content).
+  description:
+    - C(path), C(exists), C(files) (path inside the folder to content) and C(modes) (path inside
+      the folder to its mode, such as C(0640); C(link) for a symbolic link).
   returned: always
   type: dict
+  sample: {"path": "/etc/docker/policies/bundle", "exists": true, "files": {".manifest": "{}"},
+           "modes": {".manifest": "0640"}}
 opa_config:
-  description: C(path), C(exists), C(content) (base64).
+  description: C(path), C(exists), C(content) (base64), C(owner), C(group), C(mode) and C(islink).
   returned: always
   type: dict
+  sample: {"path": "/etc/docker/policies/opa-config.yaml", "exists": true, "content": "IyBNYW5h",
+           "owner": "root", "group": "root", "mode": "0640", "islink": false}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402

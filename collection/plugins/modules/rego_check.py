@@ -34,13 +34,13 @@ options:
   path:
     description:
       - The rendered policy file to check (policy-file mode).
-      - Exactly one of O(path), O(bundle_dir) and O(content) is required.
+      - Exactly one of O(path), O(bundle_dir), O(content) and O(bundle_files) is required.
     type: path
   content:
     description:
       - The rendered policy text itself (policy-file mode), instead of a file. The role passes
         each distinct policy of a play this way, so nothing is written on the controller.
-      - Exactly one of O(path), O(bundle_dir) and O(content) is required.
+      - Exactly one of O(path), O(bundle_dir), O(content) and O(bundle_files) is required.
     type: str
   bundle_dir:
     description:
@@ -49,8 +49,16 @@ options:
         directory, and C(.manifest) (its C(roots) must cover every package and data path).
       - One module must declare C(package docker.authz); the others may be libraries in other
         packages (their functions may be called from the other modules).
-      - Exactly one of O(path), O(bundle_dir) and O(content) is required.
+      - Exactly one of O(path), O(bundle_dir), O(content) and O(bundle_files) is required.
     type: path
+  bundle_files:
+    description:
+      - An OPA bundle given as its files, C({path inside the bundle: content}) (what the filter
+        C(hardening.docker_authz.policy_bundle) builds), checked exactly as O(bundle_dir) checks
+        the same files written to a directory. The role passes each distinct bundle of a play this
+        way, so nothing is written on the controller.
+      - Exactly one of O(path), O(bundle_dir), O(content) and O(bundle_files) is required.
+    type: dict
   dialect:
     description:
       - The Rego dialect the plugin expects (see the filter C(hardening.docker_authz.rego_dialect)).
@@ -59,10 +67,12 @@ options:
     choices: [v0, v1]
   cache:
     description:
-      - With O(content), remember a policy text that passed (a file named by the sha256 of the text,
+      - With O(content) or O(bundle_files), remember a policy text or bundle that passed (a file named
+        by the sha256 of the text or of the bundle's files,
         the dialect, the engine and its version and this checker's own code, under
         C($XDG_CACHE_HOME/hardening.docker_authz/rego_check), C(~/.cache/...) by default), so that
-        the filter C(hardening.docker_authz.rego_uncached) can leave out a text that passed before.
+        the filter C(hardening.docker_authz.rego_uncached) can leave out a text or bundle that passed
+        before.
         Failures are never remembered. The role C(hardening.docker_authz.opa_authz) sets it from
         C(docker_authz_compile_cache).
     type: bool
@@ -90,6 +100,13 @@ EXAMPLES = r"""
   hardening.docker_authz.rego_check:
     bundle_dir: /tmp/render/bundle
     dialect: v1
+  delegate_to: localhost
+
+- name: Compile a bundle built in the play, without writing it anywhere, and remember the pass
+  hardening.docker_authz.rego_check:
+    bundle_files: "{{ docker_authz_bundle_files }}"
+    dialect: v1
+    cache: true
   delegate_to: localhost
 """
 
@@ -120,18 +137,18 @@ samples:
     - {"allow": false, "deny": ["privileged: privileged containers are not allowed (--privileged)"]}
 files:
   description: The files of the bundle that were loaded (relative to O(bundle_dir)).
-  returned: success and O(bundle_dir) was given
+  returned: success and O(bundle_dir) or O(bundle_files) was given
   type: list
   elements: str
   sample: [.manifest, docker/authz/authz.rego, docker/authz/config/data.json]
 cached_as:
   description: The cache file that records the pass (null when it could not be written).
-  returned: success, O(content) and O(cache) given
+  returned: success, O(content) or O(bundle_files), and O(cache) given
   type: str
   sample: /home/ops/.cache/hardening.docker_authz/rego_check/3ff2eaa1...
 revision:
   description: The C(revision) of the bundle's C(.manifest) (empty without one).
-  returned: success and O(bundle_dir) was given
+  returned: success and O(bundle_dir) or O(bundle_files) was given
   type: str
   sample: "3f2a9c"
 """
@@ -140,7 +157,9 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.rego_check import (  # noqa: E402
     RegoCheckError,
+    bundle_text,
     check_bundle,
+    check_bundle_files,
     check_policy,
     remember,
 )
@@ -152,11 +171,12 @@ def main() -> None:
             "path": {"type": "path"},
             "bundle_dir": {"type": "path"},
             "content": {"type": "str"},
+            "bundle_files": {"type": "dict"},
             "dialect": {"type": "str", "required": True, "choices": ["v0", "v1"]},
             "cache": {"type": "bool", "default": False},
         },
-        mutually_exclusive=[("path", "bundle_dir", "content")],
-        required_one_of=[("path", "bundle_dir", "content")],
+        mutually_exclusive=[("path", "bundle_dir", "content", "bundle_files")],
+        required_one_of=[("path", "bundle_dir", "content", "bundle_files")],
         supports_check_mode=True,
     )
     dialect = module.params["dialect"]
@@ -166,6 +186,21 @@ def main() -> None:
             result = check_bundle(bundle_dir, dialect)
         except RegoCheckError as exc:
             module.fail_json(msg=f"the bundle {bundle_dir} must not be deployed: {exc}")
+        module.exit_json(changed=False, **result)
+    files = module.params["bundle_files"]
+    if files is not None:
+        not_text = sorted(str(k) for k, v in files.items() if not isinstance(v, str))
+        if not_text:
+            module.fail_json(
+                msg="bundle_files must map each path inside the bundle to its text; not text: "
+                + ", ".join(not_text)
+            )
+        try:
+            result = check_bundle_files(files, dialect)
+        except RegoCheckError as exc:
+            module.fail_json(msg=f"the bundle built from the rule variables must not be deployed: {exc}")
+        if module.params["cache"]:
+            result["cached_as"] = remember(bundle_text(files), result)
         module.exit_json(changed=False, **result)
     if module.params["content"] is not None:
         try:
