@@ -53,10 +53,10 @@ options:
     type: path
   bundle_files:
     description:
-      - An OPA bundle given as its files, C({path inside the bundle: content}) (what the filter
-        C(hardening.docker_authz.policy_bundle) builds), checked exactly as O(bundle_dir) checks
-        the same files written to a directory. The role passes each distinct bundle of a play this
-        way, so nothing is written on the controller.
+      - An OPA bundle given as its files, a dictionary of each path inside the bundle to its text
+        (what the filter C(hardening.docker_authz.policy_bundle) builds), checked exactly as
+        O(bundle_dir) checks the same files written to a directory. The role passes each distinct
+        bundle of a play this way, so nothing is written on the controller.
       - Exactly one of O(path), O(bundle_dir), O(content) and O(bundle_files) is required.
     type: dict
   dialect:
