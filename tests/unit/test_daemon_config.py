@@ -31,20 +31,6 @@ EXAMPLE = (
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dc.HostEnv:
-    """An empty host: no units, no env files, no processes, no systemd."""
-    root = tmp_path / "hostroot"
-    proc = tmp_path / "hostproc"
-    root.mkdir()
-    proc.mkdir()
-
-    def no_systemctl(args):
-        raise AssertionError("systemctl must not run where systemd does not run")
-
-    return dc.HostEnv(root=str(root), proc=str(proc), systemctl=no_systemctl)
-
-
-@pytest.fixture
 def target(tmp_path: Path) -> Path:
     d = tmp_path / "etc-docker"
     d.mkdir()

@@ -39,20 +39,6 @@ CONTENTS = [
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dc.HostEnv:
-    """An empty host: no units, no env files, no processes, no systemd."""
-    root = tmp_path / "hostroot"
-    proc = tmp_path / "hostproc"
-    root.mkdir()
-    proc.mkdir()
-
-    def no_systemctl(args):
-        raise AssertionError("systemctl must not run where systemd does not run")
-
-    return dc.HostEnv(root=str(root), proc=str(proc), systemctl=no_systemctl)
-
-
-@pytest.fixture
 def empty_host(env: dc.HostEnv, monkeypatch: pytest.MonkeyPatch) -> dc.HostEnv:
     """host_state's apply (which takes no env) sees the empty host too."""
     monkeypatch.setattr(dc, "HostEnv", lambda: env)
@@ -107,20 +93,10 @@ def _read_host(tmp_path: Path, daemon_json: Path) -> dict:
     )
 
 
-def _expected_check(path: Path, env: dc.HostEnv) -> dict:
-    """What _daemon_check answered when apply read the file itself (before content=)."""
-    try:
-        res = dc.apply(str(path), SETTINGS, check_mode=True, env=env)
-    except dc.DaemonConfigError as exc:
-        return {"failed": True, "msg": str(exc)}
-    return {
-        "path": res.path,
-        "config": res.after,
-        "changed_keys": res.changed_keys,
-        "reload_required": res.reload_required,
-        "restart_required": res.restart_required,
-        "warnings": list(res.warnings),
-    }
+def _expected_check(tmp_path: Path, path: Path) -> dict:
+    """What _daemon_check answers when apply reads the file itself (no content given), with the
+    socket the host read passes."""
+    return hs._daemon_check(str(path), PLUGIN, str(tmp_path / "no-docker.sock"))
 
 
 @pytest.mark.parametrize("link", [False, True], ids=["file", "symlink"])
@@ -133,7 +109,7 @@ def test_host_read_reads_daemon_json_once(tmp_path, empty_host, monkeypatch, raw
     if link:
         path = tmp_path / "daemon.json"
         path.symlink_to(target)
-    expected = _expected_check(path, empty_host)
+    expected = _expected_check(tmp_path, path)
     opened: list[str] = []
     real_open = builtins.open
 
@@ -154,7 +130,7 @@ def test_host_read_of_an_absent_daemon_json(tmp_path, empty_host):
     path = tmp_path / "etc-docker" / "daemon.json"
     state = _read_host(tmp_path, path)
     assert state["daemon_json"] == {"path": str(path), "exists": False}
-    assert state["daemon_check"] == _expected_check(path, empty_host)
+    assert state["daemon_check"] == _expected_check(tmp_path, path)
     assert state["daemon_check"]["config"] == SETTINGS
     assert not path.parent.exists()
 
@@ -165,7 +141,7 @@ def test_host_read_of_a_directory_keeps_applys_message(tmp_path, empty_host):
     path.mkdir()
     state = _read_host(tmp_path, path)
     assert state["daemon_json"]["exists"] is False
-    assert state["daemon_check"] == _expected_check(path, empty_host)
+    assert state["daemon_check"] == _expected_check(tmp_path, path)
     assert state["daemon_check"]["msg"] == (
         f"{path} is a directory, not a file; give the path of daemon.json"
     )
