@@ -249,7 +249,7 @@ def test_policy_change_restarts_the_plugin_in_place_without_a_window(fleet: Flee
     assert restart["result"]["changed"] and restart["result"]["new_pids"], restart
     TIMINGS["bundle: restart in place, kill -> API answers"] = restart["result"]["seconds"]
     TIMINGS["bundle: slowest API call during the converge"] = result.slowest()
-    assert fleet.ran(run, "Send SIGHUP") == [], "no reload, the plugin never left the chain"
+    assert fleet.ran(run, "Reload dockerd and wait") == [], "no reload, the plugin never left the chain"
     assert h.dockerd_pid() == pid
     privileged = [c for c in result.calls if c["kind"] == "privileged"]
     assert len(privileged) > 10, "the load ran during the converge"

@@ -53,6 +53,11 @@ def test_converge_enforces_the_policy(fleet: Fleet) -> None:
     # the real CLI on the host: privileged refused by the plugin, compliant run and docker ps work
     fleet.assert_enforced()
     assert fleet.host.dockerd_pid() == pid, "dockerd was restarted; a reload (SIGHUP) is enough"
+    # one module call reloads and waits (no systemd in the DinD host: SIGHUP to the pid file's dockerd)
+    hook = "Reload dockerd and wait for its API - hook the plugin"
+    assert fleet.ran(run, "Reload dockerd and wait") == [hook]
+    reloaded = fleet.task(run, hook)["result"]
+    assert (reloaded["method"], reloaded["pid"], reloaded["restarted"]) == ("signal", pid, False), reloaded
     state = fleet.state()
     assert state.plugins == [
         {
@@ -237,7 +242,7 @@ def test_toggling_a_rule_changes_enforcement_without_a_restart(fleet: Fleet) -> 
     run, seconds = fleet.play("harden.yml", {"docker_authz_deny_root_user": True})
     TIMINGS["rule toggle (policy only)"] = seconds
     assert run.returncode == 0, run.stdout[-6000:]
-    assert fleet.ran(run, "Send SIGHUP") == [], "a policy-only change needs no reload"
+    assert fleet.ran(run, "Reload dockerd and wait") == [], "a policy-only change needs no reload"
     assert fleet.ran(run, "Verify that the plugin enforces the policy"), "it is still verified"
     denied = h.docker("run", "--rm", "local/busybox", "true", check=False)
     assert f"{DENIED} {ALIAS}" in denied.stderr, denied.stderr
@@ -387,7 +392,8 @@ def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
             fresh_fleet.task(run, "Add the plugin to authorization-plugins in daemon.json")["status"]
             == "failed"
         )
-        assert fresh_fleet.ran(run, "Send SIGHUP") == [], "dockerd must not be reloaded with a missing plugin"
+        reloads = fresh_fleet.ran(run, "Reload dockerd and wait")
+        assert reloads == [], "dockerd must not be reloaded with a missing plugin"
         assert fresh_fleet.state() == before
         assert h.dockerd_pid() == pid
         fresh_fleet.assert_not_enforced()

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -375,10 +374,70 @@ def test_private_dockerd_flags_are_refused_and_reloadable_keys_reload(
     assert trust["changed"] and trust["reload_required"] and not trust["restart_required"]
     assert json.loads(cfg.read_text()) == {**json.loads(before), "insecure-registries": ["127.0.0.1:5000"]}
 
-    # the daemon accepts the file on SIGHUP (no flag conflict) and applies the reloadable key
+    # the daemon accepts the file on SIGHUP (no flag conflict) and applies the reloadable key;
+    # the SIGHUP is sent by the role's reload module, after a check-mode run that sends nothing
     client: DockerClient = private_dockerd["client"]
     assert "127.0.0.1:5000" not in client.info()["RegistryConfig"]["IndexConfigs"]
-    os.kill(pid, signal.SIGHUP)
+    base: Path = private_dockerd["base"]
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        (base / "stale.pid").write_text(f"{bystander.pid}\n")
+        reload_tasks = f"""
+    - name: Reload in check mode
+      hardening.docker_authz.dockerd_reload:
+        method: signal
+        pidfile: {base / "d.pid"}
+        socket: {base / "d.sock"}
+        timeout: 20
+      check_mode: true
+    - name: Reload with a stale pid file
+      hardening.docker_authz.dockerd_reload:
+        method: signal
+        pidfile: {base / "stale.pid"}
+        socket: {base / "d.sock"}
+      ignore_errors: true
+    - name: Restart without systemd
+      hardening.docker_authz.dockerd_reload:
+        method: signal
+        restart: true
+        pidfile: {base / "d.pid"}
+        socket: {base / "d.sock"}
+      ignore_errors: true
+"""
+        run = run_playbook(play(reload_tasks), tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        checked = run.task("Reload in check mode")["result"]
+        assert checked["changed"] and checked["method"] == "signal" and checked["pid"] == pid, checked
+        assert "127.0.0.1:5000" not in client.info()["RegistryConfig"]["IndexConfigs"], (
+            "check mode sent SIGHUP"
+        )
+        stale = run.task("Reload with a stale pid file")
+        assert stale["status"] == "failed", stale
+        assert f"names process {bystander.pid}, which is not a running dockerd" in stale["result"]["msg"]
+        assert "docker_authz_docker_pidfile" in stale["result"]["msg"]
+        restart = run.task("Restart without systemd")
+        assert restart["status"] == "failed" and "no systemd to restart it" in restart["result"]["msg"], (
+            restart
+        )
+        assert bystander.poll() is None, "the process of a stale pid file was signalled"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert "127.0.0.1:5000" not in client.info()["RegistryConfig"]["IndexConfigs"], (
+        "a refused reload sent SIGHUP"
+    )
+    tasks = f"""
+    - name: Reload dockerd
+      hardening.docker_authz.dockerd_reload:
+        method: signal
+        pidfile: {base / "d.pid"}
+        socket: {base / "d.sock"}
+        timeout: 20
+"""
+    run = run_playbook(play(tasks), tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    reloaded = run.task("Reload dockerd")["result"]
+    assert reloaded["changed"] and reloaded["pid"] == pid and reloaded["seconds"] >= 0, reloaded
     deadline = time.monotonic() + 20
     while "127.0.0.1:5000" not in client.info()["RegistryConfig"]["IndexConfigs"]:
         assert time.monotonic() < deadline, (private_dockerd["base"] / "dockerd.log").read_text()[-2000:]

@@ -1,0 +1,127 @@
+#!/usr/bin/python
+# Copyright: hardening.docker_authz contributors
+# Apache License 2.0 (see LICENSE)
+"""Ansible module hardening.docker_authz.dockerd_reload (logic in module_utils/dockerd_reload.py)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dockerd_reload
+short_description: Reload dockerd without stopping containers and wait until its API answers
+version_added: "0.2.0"
+description:
+  - Reloads dockerd's configuration (SIGHUP, which keeps every container running) and waits
+    until the Docker API answers C(GET /_ping) again, in one module call.
+  - With O(method=systemd), runs C(systemctl reload docker) (the unit's ExecReload sends
+    SIGHUP), or C(systemctl restart docker) when O(restart=true).
+  - With O(method=signal), sends SIGHUP to the pid in O(pidfile). The pid must be a running
+    dockerd; a stale pid file is an error and nothing is signalled. A restart cannot be done
+    this way (nothing would start dockerd again), so O(restart=true) fails.
+  - O(method=auto) uses systemd where systemd runs as PID 1 (C(/run/systemd/system) exists),
+    else the signal.
+  - Must run on the Docker host itself, as root.
+author:
+  - hardening.docker_authz contributors
+options:
+  method:
+    description: How to reload.
+    type: str
+    choices: [auto, systemd, signal]
+    default: auto
+  restart:
+    description:
+      - Restart dockerd instead (systemd only), for daemon.json keys SIGHUP does not reload.
+        Containers stop unless C(live-restore) is on.
+    type: bool
+    default: false
+  pidfile:
+    description: dockerd's pid file (its C(--pidfile)), for O(method=signal).
+    type: path
+    default: /var/run/docker.pid
+  socket:
+    description: The Docker Engine API socket to wait for.
+    type: path
+    default: /var/run/docker.sock
+    aliases: [docker_socket]
+  timeout:
+    description: Seconds to wait for the API to answer after the reload.
+    type: int
+    default: 60
+notes:
+  - Check mode chooses the method and checks the pid file, sends nothing, asks C(/_ping) (a
+    read) and reports a change.
+  - The result always reports a change - a reload is an action.
+"""
+
+EXAMPLES = r"""
+- name: Reload dockerd after changing daemon.json
+  hardening.docker_authz.dockerd_reload:
+    method: auto
+    timeout: 60
+  register: reload
+
+- name: Show how long the API took to answer
+  ansible.builtin.debug:
+    msg: "{{ reload.method }}: the API answered after {{ reload.seconds }} s"
+"""
+
+RETURN = r"""
+method:
+  description: How dockerd was reloaded (O(method=auto) resolved).
+  returned: always
+  type: str
+  sample: signal
+restarted:
+  description: Whether dockerd was restarted instead of reloaded.
+  returned: always
+  type: bool
+pid:
+  description: The dockerd process that was sent SIGHUP (O(method=signal)), else null.
+  returned: always
+  type: int
+  sample: 412
+seconds:
+  description: Seconds from the reload until the API answered C(/_ping).
+  returned: success
+  type: float
+  sample: 0.004
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils.dockerd_reload import (  # noqa: E402
+    METHODS,
+    ReloadError,
+    reload,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "method": {"type": "str", "choices": list(METHODS), "default": "auto"},
+            "restart": {"type": "bool", "default": False},
+            "pidfile": {"type": "path", "default": "/var/run/docker.pid"},
+            "socket": {"type": "path", "default": "/var/run/docker.sock", "aliases": ["docker_socket"]},
+            "timeout": {"type": "int", "default": 60},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        result = reload(
+            p["method"],
+            restart=p["restart"],
+            pidfile=p["pidfile"],
+            socket_path=p["socket"],
+            timeout=float(p["timeout"]),
+            check_mode=module.check_mode,
+        )
+    except ReloadError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

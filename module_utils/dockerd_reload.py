@@ -1,0 +1,204 @@
+# Copyright: hardening.docker_authz contributors
+# Apache License 2.0 (see LICENSE)
+"""Reload dockerd (SIGHUP: no container downtime) and wait until its API answers again.
+
+One module call does what the role used to do in four (find systemd, read the pid file, send
+the signal, poll ``/_ping``): on a fleet every module call is an SSH round trip and a Python
+start on each host.
+
+- ``systemd``: ``systemctl reload docker`` (the unit's ExecReload sends SIGHUP), or
+  ``systemctl restart docker`` when daemon.json changed a key SIGHUP does not reload;
+- ``signal``: SIGHUP to the pid in the pid file, which must be a live dockerd (a stale pid
+  file is an error: the pid may belong to another process now); a restart is refused, since
+  nothing would start dockerd again;
+- ``auto``: ``systemd`` where systemd runs as PID 1 (``/run/systemd/system`` exists), else
+  ``signal``.
+
+Then ``GET /_ping`` on the socket every second until it answers 200 (the authorization plugins
+do not see ``/_ping``), for at most ``timeout`` seconds.
+
+Standard library only (runs on the managed host).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import (
+    DockerClient,
+    DockerError,
+)
+
+METHODS = ("auto", "systemd", "signal")
+PING_TIMEOUT = 5.0
+
+
+class ReloadError(Exception):
+    """dockerd could not be reloaded, or its API did not answer in time."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _run(argv: Sequence[str], timeout: float) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        return 127, f"{argv[0]}: command not found"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return 1, str(exc)
+    return proc.returncode, proc.stdout
+
+
+def _ping(socket_path: str) -> str:
+    """'' when the API answered /_ping with 200, else why not."""
+    try:
+        resp = DockerClient(socket_path, timeout=PING_TIMEOUT).raw_request("GET", "/_ping", versioned=False)
+    except DockerError as exc:
+        return str(exc)
+    return "" if resp.status == 200 else f"HTTP {resp.status}: {resp.message}"
+
+
+@dataclass
+class Host:
+    """The host's side effects, replaceable in unit tests."""
+
+    root: str = "/"
+    proc: str = "/proc"
+    run: Callable[[Sequence[str], float], tuple[int, str]] = _run
+    kill: Callable[[int, int], None] = os.kill
+    ping: Callable[[str], str] = _ping
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    calls: list[str] = field(default_factory=list)
+
+    def path(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/"))
+
+
+def choose_method(method: str, host: Host) -> str:
+    if method not in METHODS:
+        raise ReloadError(
+            f"method must be one of {', '.join(METHODS)}, got {method!r} (docker_authz_reload_method)"
+        )
+    if method != "auto":
+        return method
+    return "systemd" if os.path.isdir(host.path("/run/systemd/system")) else "signal"
+
+
+def _is_dockerd(pid: int, host: Host) -> bool:
+    base = os.path.join(host.proc, str(pid))
+    try:
+        with open(os.path.join(base, "comm"), encoding="utf-8", errors="replace") as fh:
+            if fh.read().strip() == "dockerd":
+                return True
+        with open(os.path.join(base, "cmdline"), "rb") as fh:
+            argv0 = fh.read().split(b"\0", 1)[0].decode("utf-8", "replace")
+    except OSError:
+        return False
+    return os.path.basename(argv0) == "dockerd"
+
+
+def pidfile_pid(pidfile: str, host: Host) -> int:
+    """The pid in dockerd's pid file, which must name a live dockerd."""
+    try:
+        with open(host.path(pidfile), encoding="utf-8", errors="replace") as fh:
+            text = fh.read().strip()
+    except OSError as exc:
+        raise ReloadError(
+            f"cannot read dockerd's pid file {pidfile} ({exc.strerror or exc}): set "
+            "docker_authz_docker_pidfile to the --pidfile dockerd runs with, or "
+            "docker_authz_reload_method: systemd where systemd runs dockerd"
+        ) from None
+    if not text.isdigit() or int(text) <= 1:
+        raise ReloadError(
+            f"dockerd's pid file {pidfile} holds {text[:40]!r}, not a process id: set "
+            "docker_authz_docker_pidfile to the --pidfile dockerd runs with"
+        )
+    pid = int(text)
+    if not _is_dockerd(pid, host):
+        raise ReloadError(
+            f"dockerd's pid file {pidfile} names process {pid}, which is not a running dockerd (a stale pid "
+            "file): nothing was signalled. Set docker_authz_docker_pidfile to the --pidfile dockerd runs with"
+        )
+    return pid
+
+
+def wait_for_api(socket_path: str, timeout: float, host: Host) -> float:
+    """Seconds until /_ping answered 200; ReloadError after ``timeout`` seconds."""
+    start = host.clock()
+    deadline = start + timeout
+    while True:
+        why = host.ping(socket_path)
+        if not why:
+            return round(host.clock() - start, 3)
+        if host.clock() >= deadline:
+            raise ReloadError(
+                f"the Docker API on unix://{socket_path} did not answer /_ping within {timeout:g} s "
+                f"after the reload (last: {why}); see dockerd's log (journalctl -u docker, or its log file)",
+                last_error=why,
+            )
+        host.sleep(1.0)
+
+
+def reload(
+    method: str,
+    *,
+    restart: bool = False,
+    pidfile: str = "/var/run/docker.pid",
+    socket_path: str = "/var/run/docker.sock",
+    timeout: float = 60.0,
+    check_mode: bool = False,
+    host: Host | None = None,
+) -> dict[str, Any]:
+    """Reload (or restart) dockerd and wait for its API; the module's result."""
+    host = host or Host()
+    if timeout <= 0:
+        raise ReloadError(
+            f"timeout must be a positive number of seconds, got {timeout:g} (docker_authz_api_timeout)"
+        )
+    via = choose_method(method, host)
+    result: dict[str, Any] = {"changed": True, "method": via, "restarted": restart, "pid": None}
+    if via == "signal":
+        if restart:
+            raise ReloadError(
+                "daemon.json changed a key that dockerd cannot reload, and this host has no systemd to "
+                "restart it: restart dockerd yourself (service docker restart).",
+                method=via,
+            )
+        pid = pidfile_pid(pidfile, host)
+        result["pid"] = pid
+        if not check_mode:
+            try:
+                host.kill(pid, signal.SIGHUP)
+            except OSError as exc:
+                raise ReloadError(
+                    f"sending SIGHUP to dockerd (pid {pid}) failed: {exc}", method=via
+                ) from None
+            host.calls.append(f"kill -HUP {pid}")
+    elif not check_mode:
+        verb = "restart" if restart else "reload"
+        rc, out = host.run(["systemctl", verb, "docker"], 120.0 if restart else 30.0)
+        host.calls.append(f"systemctl {verb} docker")
+        if rc != 0:
+            raise ReloadError(
+                f"systemctl {verb} docker failed (exit {rc}): {out.strip()[-500:]}; see journalctl -u docker",
+                method=via,
+            )
+    # The API is asked in check mode too (a read): the caller learns that it answers.
+    result["seconds"] = wait_for_api(socket_path, timeout, host)
+    return result

@@ -1,0 +1,187 @@
+"""module_utils/dockerd_reload.py: method choice, pid file checks, systemctl and the API wait.
+
+The host's side effects (systemctl, kill, /_ping, sleep, clock) are fakes; the /proc and
+/run trees are temporary folders. The real SIGHUP to a real dockerd is in
+tests/integration/test_daemon_json_module.py, systemd's reload on the QEMU VMs (tests/vm).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils.dockerd_reload import (
+    Host,
+    ReloadError,
+    reload,
+)
+
+
+class Fake:
+    def __init__(self, tmp_path: Path, *, systemd: bool, pings: Sequence[str] = ("",), rc: int = 0) -> None:
+        self.root = tmp_path / "root"
+        self.proc = tmp_path / "proc"
+        self.root.mkdir()
+        self.proc.mkdir()
+        if systemd:
+            (self.root / "run/systemd/system").mkdir(parents=True)
+        self.pings = list(pings)
+        self.rc = rc
+        self.sent: list[tuple[int, int]] = []
+        self.commands: list[list[str]] = []
+        self.now = 0.0
+
+    def process(self, pid: int, comm: str, argv0: str = "") -> None:
+        d = self.proc / str(pid)
+        d.mkdir()
+        (d / "comm").write_text(comm + "\n")
+        (d / "cmdline").write_bytes((argv0 or comm).encode() + b"\0--flag\0")
+
+    def pidfile(self, text: str, path: str = "var/run/docker.pid") -> None:
+        f = self.root / path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text)
+
+    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        self.commands.append(list(argv))
+        return self.rc, "" if self.rc == 0 else "Job for docker.service failed.\n"
+
+    def kill(self, pid: int, sig: int) -> None:
+        self.sent.append((pid, sig))
+
+    def ping(self, socket_path: str) -> str:
+        return self.pings.pop(0) if len(self.pings) > 1 else self.pings[0]
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def host(self) -> Host:
+        return Host(
+            root=str(self.root),
+            proc=str(self.proc),
+            run=self.run,
+            kill=self.kill,
+            ping=self.ping,
+            sleep=self.sleep,
+            clock=lambda: self.now,
+        )
+
+
+def test_auto_uses_systemd_where_it_runs(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=True)
+    result = reload("auto", host=fake.host())
+    assert fake.commands == [["systemctl", "reload", "docker"]]
+    assert fake.sent == []
+    assert result == {"changed": True, "method": "systemd", "restarted": False, "pid": None, "seconds": 0}
+
+
+def test_a_restart_goes_through_systemd(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=True)
+    result = reload("auto", restart=True, host=fake.host())
+    assert fake.commands == [["systemctl", "restart", "docker"]]
+    assert result["restarted"] is True
+
+
+def test_a_failing_systemctl_is_an_error_with_its_output(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=True, rc=1)
+    with pytest.raises(
+        ReloadError, match=r"systemctl reload docker failed \(exit 1\): Job for docker.service failed"
+    ):
+        reload("systemd", host=fake.host())
+
+
+def test_auto_sends_sighup_to_the_dockerd_of_the_pid_file(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=False)
+    fake.process(412, "dockerd")
+    fake.pidfile("412\n")
+    result = reload("auto", host=fake.host())
+    assert fake.sent == [(412, signal.SIGHUP)]
+    assert fake.commands == []
+    assert (result["method"], result["pid"]) == ("signal", 412)
+
+
+def test_dockerd_is_also_found_by_its_command_line(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=False)
+    fake.process(77, "exe", argv0="/usr/bin/dockerd")
+    fake.pidfile("77", path="run/d.pid")
+    reload("signal", pidfile="/run/d.pid", host=fake.host())
+    assert fake.sent == [(77, signal.SIGHUP)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"cannot read dockerd's pid file /var/run/docker.pid"),
+        ("", r"holds '', not a process id"),
+        ("abc\n", r"holds 'abc', not a process id"),
+        ("1\n", r"holds '1', not a process id"),
+        ("999\n", r"names process 999, which is not a running dockerd"),
+        ("500\n", r"names process 500, which is not a running dockerd"),
+    ],
+)
+def test_a_bad_pid_file_signals_nothing(tmp_path: Path, content: str | None, message: str) -> None:
+    fake = Fake(tmp_path, systemd=False)
+    fake.process(500, "containerd")
+    if content is not None:
+        fake.pidfile(content)
+    with pytest.raises(ReloadError, match=message) as err:
+        reload("signal", host=fake.host())
+    assert "docker_authz_docker_pidfile" in str(err.value)
+    assert fake.sent == []
+
+
+def test_a_restart_without_systemd_is_refused_before_anything(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=False)
+    fake.process(412, "dockerd")
+    fake.pidfile("412")
+    with pytest.raises(ReloadError, match=r"no systemd to restart it: restart dockerd yourself"):
+        reload("auto", restart=True, host=fake.host())
+    assert fake.sent == [] and fake.commands == []
+
+
+def test_check_mode_sends_nothing_but_checks_the_pid_file_and_asks_the_api(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=False, pings=("connection refused", ""))
+    fake.process(412, "dockerd")
+    fake.pidfile("412")
+    result = reload("signal", check_mode=True, host=fake.host())
+    assert fake.sent == [] and result["changed"] and result["pid"] == 412
+    assert result["seconds"] == 1.0
+    (tmp_path / "s").mkdir()
+    sysd = Fake(tmp_path / "s", systemd=True)
+    reload("systemd", check_mode=True, host=sysd.host())
+    assert sysd.commands == []
+    fake.pidfile("999")
+    with pytest.raises(ReloadError, match="not a running dockerd"):
+        reload("signal", check_mode=True, host=fake.host())
+
+
+def test_the_wait_polls_until_the_api_answers(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=True, pings=("refused", "refused", "HTTP 500: starting", ""))
+    result = reload("systemd", timeout=10, host=fake.host())
+    assert result["seconds"] == 3.0
+
+
+def test_an_api_that_never_answers_fails_after_the_timeout(tmp_path: Path) -> None:
+    fake = Fake(tmp_path, systemd=True, pings=("dial unix /var/run/docker.sock: connection refused",))
+    with pytest.raises(
+        ReloadError, match=r"did not answer /_ping within 5 s after the reload \(last: dial unix"
+    ) as err:
+        reload("systemd", timeout=5, host=fake.host())
+    assert err.value.details["last_error"].startswith("dial unix")
+    assert fake.now == 5.0
+
+
+@pytest.mark.parametrize(
+    ("method", "timeout", "message"),
+    [("hup", 60, "method must be one of auto, systemd, signal"), ("auto", 0, "timeout must be a positive")],
+)
+def test_bad_arguments_are_refused_before_anything(
+    tmp_path: Path, method: str, timeout: float, message: str
+) -> None:
+    fake = Fake(tmp_path, systemd=True)
+    with pytest.raises(ReloadError, match=message):
+        reload(method, timeout=timeout, host=fake.host())
+    assert fake.commands == [] and fake.sent == []
