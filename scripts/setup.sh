@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(curl docker.io docker-registry busybox-static debootstrap iptables openssh-client ca-certificates qemu-system-x86 qemu-utils)
+APT_PACKAGES=(curl docker.io docker-registry busybox-static debootstrap iptables openssh-client ca-certificates qemu-system-x86 qemu-utils binutils)
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 ANSIBLE_MIN="2.17.14"

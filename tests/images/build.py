@@ -20,7 +20,9 @@ copies in) and stored under $HARDENING_STATE_DIR/images (default
     local/busybox:<key>   (+ :latest)  from this machine's busybox-static
     plugin rootfs tar     opa-double-rootfs-<key>.tar           (base + python3, OPA bindings)
     127.0.0.1:5000/opa-docker-authz-double:<key> and :v0.10-linux-amd64 / :v0.10
-                          the managed plugin made from tests/opa_docker_authz_double/
+                          the managed plugin made from tests/opa_docker_authz_double/ on the
+                          plugin rootfs slimmed (SLIM_RECIPE: no apt/dpkg/perl/tools, OPA's
+                          engine stripped), then smoke-tested with the double's own code
     old-tag rootfs tar    opa-double-old-rootfs-<key>.tar       (plugin rootfs + regopy)
     127.0.0.1:5000/opa-docker-authz-double:<key> and :0.8  (plugin-double-0.8) the same sources,
                           config.json with OPA_DOUBLE_TAG=0.8: tag 0.8's behaviour, Rego v0
@@ -85,6 +87,57 @@ OLD_PLUGIN_TAG = "0.8"
 OLD_PACKAGES = ["libatomic1"]  # regopy's librego_shared.so needs it
 OLD_RECIPE = {"packages": OLD_PACKAGES, "pip": REGOPY, "tag": OLD_PLUGIN_TAG, "recipe": 1}
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+# The pushed plugin's root filesystem is slimmed at the last stage (plugin_double; the rootfs tars
+# above stay full, old_rootfs_tar's apt-get needs them): every host pulls and unpacks it at install
+# (issue 13), and the real plugin is one ~37 MB Go binary. Removed: the files of these Debian
+# packages (package manager, shells and tools, libraries only they link, tzdata: OPA's Go code
+# embeds time/tzdata and Python's datetime here is UTC only), unless a kept package owns them too...
+SLIM_DROP_PACKAGES = (
+    "adduser", "apt", "bash", "bsdutils", "coreutils", "debconf", "debian-archive-keyring",
+    "debianutils", "diffutils", "dpkg", "e2fsprogs", "findutils", "gpgv", "grep", "gzip", "hostname",
+    "init-system-helpers", "libacl1", "libapt-pkg6.0", "libattr1", "libaudit-common", "libaudit1",
+    "libblkid1", "libc-bin", "libcap-ng0", "libcap2", "libcom-err2", "libdb5.3", "libdebconfclient0",
+    "libext2fs2", "libgcrypt20", "libgmp10", "libgnutls30", "libgpg-error0", "libgssapi-krb5-2",
+    "libhogweed6", "libidn2-0", "libk5crypto3", "libkeyutils1", "libkrb5-3", "libkrb5support0",
+    "liblz4-1", "libmd0", "libmount1", "libncursesw6", "libnettle8", "libnsl2", "libp11-kit0",
+    "libpam-modules", "libpam-modules-bin", "libpam-runtime", "libpam0g", "libpcre2-8-0",
+    "libreadline8", "libseccomp2", "libselinux1", "libsemanage-common", "libsemanage2", "libsepol2",
+    "libsmartcols1", "libsqlite3-0", "libss2", "libstdc++6", "libsystemd0", "libtasn1-6", "libtinfo6",
+    "libtirpc-common", "libtirpc3", "libudev1", "libunistring2", "libxxhash0", "libzstd1", "login",
+    "logsave", "mawk", "mount", "ncurses-base", "ncurses-bin", "passwd", "perl-base",
+    "readline-common", "sed", "sysvinit-utils", "tar", "tzdata", "usr-is-merged", "util-linux",
+    "util-linux-extra",
+)  # fmt: skip
+# ... what the old-tag double still needs (regopy's librego_shared.so is C++) ...
+SLIM_OLD_KEEP = ("libstdc++6",)
+# ... and these paths: package databases, docs, the Python stdlib's tests, IDE, Tk, pip bootstrap,
+# 2to3, pydoc topics, asyncio, unittest, xmlrpc, wsgiref, curses, venv, the extension modules of
+# the libraries dropped above, and glibc's iconv modules (Python and Go bring their own codecs).
+SLIM_DROP_PATHS = (
+    "var/lib/dpkg", "var/lib/apt", "var/cache/apt", "var/cache/debconf", "var/log/*", "etc/apt",
+    "etc/localtime", "etc/timezone", "usr/share/doc", "usr/share/man", "usr/share/info",
+    "usr/share/locale", "usr/share/lintian", "usr/share/bug", "usr/share/zoneinfo",
+    "usr/lib/x86_64-linux-gnu/gconv",
+    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
+    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/lib2to3",
+    "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/sqlite3", "usr/lib/python3.11/turtle.py",
+    "usr/lib/python3.11/__pycache__/turtle.*", "usr/lib/python3.11/asyncio",
+    "usr/lib/python3.11/unittest", "usr/lib/python3.11/xmlrpc", "usr/lib/python3.11/wsgiref",
+    "usr/lib/python3.11/curses", "usr/lib/python3.11/venv",
+    "usr/lib/python3.11/lib-dynload/_test*", "usr/lib/python3.11/lib-dynload/_ctypes_test.*",
+    "usr/lib/python3.11/lib-dynload/xxlimited*", "usr/lib/python3.11/lib-dynload/_xxtestfuzz.*",
+    "usr/lib/python3.11/lib-dynload/_dbm.*", "usr/lib/python3.11/lib-dynload/_sqlite3.*",
+    "usr/lib/python3.11/lib-dynload/_asyncio.*", "usr/lib/python3.11/lib-dynload/_curses*",
+    "usr/lib/python3.11/lib-dynload/readline.*", "usr/lib/python3.11/lib-dynload/nis.*",
+    "usr/lib/python3.11/lib-dynload/ossaudiodev.*", "usr/lib/python3.11/lib-dynload/audioop.*",
+)  # fmt: skip
+# OPA's engine (a Go c-shared library built with debug info): `strip --strip-unneeded` (binutils).
+SLIM_STRIP = ("usr/local/lib/python3.11/dist-packages/opa_bindings/libopabridge.so",)
+SLIM_RECIPE = {
+    "packages": SLIM_DROP_PACKAGES, "old_keep": SLIM_OLD_KEEP, "paths": SLIM_DROP_PATHS,
+    "strip": SLIM_STRIP, "recipe": 1,
+}  # fmt: skip
 
 _T0 = time.monotonic()
 
@@ -599,6 +652,125 @@ def old_rootfs_tar() -> Path:
     return tar
 
 
+# Runs in a chroot of the plugin's root filesystem, with its own python3: every path (and every
+# absolute symlink in one, such as /lib64's) resolves inside the root filesystem.
+_SLIM_SCRIPT = r"""
+import glob, json, os, shutil, subprocess, sys
+drop, paths = json.loads(sys.argv[1])
+def owned(pkg):
+    out = set()
+    for lst in glob.glob(f"/var/lib/dpkg/info/{pkg}.list") + glob.glob(f"/var/lib/dpkg/info/{pkg}:*.list"):
+        out.update(line.rstrip("\n") for line in open(lst) if line.strip())
+    return out
+lists = glob.glob("/var/lib/dpkg/info/*.list")
+installed = {os.path.basename(p).rsplit(".", 1)[0].split(":")[0] for p in lists}
+kept = set().union(*(owned(p) for p in installed - set(drop)))
+removed = 0
+for pkg in sorted(installed & set(drop)):
+    for path in sorted(owned(pkg) - kept, reverse=True):
+        if os.path.islink(path) or os.path.isfile(path):
+            os.unlink(path)
+            removed += 1
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+for pattern in paths:
+    for path in glob.glob("/" + pattern):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        removed += 1
+loader = sorted(glob.glob("/usr/lib64/ld-linux-*.so.*") + glob.glob("/usr/lib/*/ld-linux-*.so.*"))[0]
+missing = []
+for top in ("/usr", "/opt"):
+    for d, _, names in os.walk(top):
+        for n in names:
+            f = os.path.join(d, n)
+            if os.path.islink(f) or not os.path.isfile(f):
+                continue
+            with open(f, "rb") as fh:
+                if fh.read(4) != b"\x7fELF":
+                    continue
+            out = subprocess.run([loader, "--list", f], capture_output=True, text=True).stdout
+            missing += [f"{f}: {l.strip()}" for l in out.splitlines() if "not found" in l]
+if missing:
+    sys.exit("shared libraries removed that are still needed:\n" + "\n".join(missing))
+print(removed)
+"""
+
+# The double's needs, checked on the slimmed root filesystem with the double's own code: its
+# import, OPA's engine (policy-file evaluation and -check), a YAML config, an RS256 bundle signature
+# verified and a tampered one refused (cryptography), http.server/urllib imported (its socket,
+# remote bundles), and regopy for the old tag.
+_DOUBLE_SMOKE = r"""
+import base64, json, sys, tempfile
+sys.path.insert(0, "/opt/opa-docker-authz-double")
+import server, opa_input, http.server, urllib.request, socketserver
+assert server.evaluate_policy("p.rego", "package p\nx := input.a + 1\n", {"a": 1}, "data.p.x") == 2
+with tempfile.NamedTemporaryFile("w", suffix=".rego") as fh:
+    fh.write("package p\nx if {\n"); fh.flush()
+    rc, err = server.check_policy(fh.name)
+    assert rc == 1 and "rego_parse_error" in err, (rc, err)
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+pem = key.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+).decode()
+indented = "".join("      " + line + "\n" for line in pem.splitlines())
+config = server.parse_config("keys:\n  k1:\n    algorithm: RS256\n    key: |\n" + indented)
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+files = {"data.yaml": b"a: [1, 2]\n"}
+digest = server._file_hash("data.yaml", files["data.yaml"])
+payload = {"files": [{"name": "data.yaml", "hash": digest, "algorithm": "SHA-256"}]}
+signed = b64(json.dumps({"alg": "RS256", "kid": "k1"}).encode()) + "." + b64(json.dumps(payload).encode())
+sig = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+files[".signatures.json"] = json.dumps({"signatures": [signed + "." + b64(sig)]}).encode()
+server.verify_signatures(files, {}, config.keys)
+bad = signed + "." + b64(sig[:-1] + bytes([sig[-1] ^ 1]))
+tampered = dict(files, **{".signatures.json": json.dumps({"signatures": [bad]}).encode()})
+try:
+    server.verify_signatures(tampered, {}, config.keys)
+    raise AssertionError("a tampered RS256 signature verified")
+except server.BundleError:
+    pass
+if server.emulated_tag():
+    assert server.evaluate_policy_v0("p.rego", "package p\nx { true }\n", {}, "data.p.x") is True
+print("double smoke ok")
+"""
+
+
+def slim_plugin_rootfs(rootfs: Path, old_tag: str = "") -> None:
+    """Remove from the plugin's root filesystem what the double never reads (SLIM_RECIPE), strip
+    OPA's engine, and fail when a remaining program or library misses a shared library."""
+    drop = [p for p in SLIM_DROP_PACKAGES if not (old_tag and p in SLIM_OLD_KEEP)]
+    strip = shutil.which("strip")
+    if not strip:
+        raise BuildError("strip is missing (slimming the plugin double): apt-get install binutils")
+    for rel in SLIM_STRIP:
+        target = (rootfs / rel).resolve()
+        if not target.is_relative_to(rootfs.resolve()) or not target.is_file():
+            raise BuildError(f"{rel} is not a file in the plugin's root filesystem")
+        run([strip, "--strip-unneeded", str(target)])
+    removed = run(["chroot", str(rootfs), "python3", "-c", _SLIM_SCRIPT, json.dumps([drop, SLIM_DROP_PATHS])])
+    log(f"plugin root filesystem slimmed: {removed.strip()} paths removed")
+
+
+def smoke_plugin_rootfs(rootfs: Path, old_tag: str = "") -> None:
+    """Run the double's own code on its final root filesystem (with OPA_DOUBLE_TAG for the old tag)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "HOME": "/root"}
+    if old_tag:
+        env["OPA_DOUBLE_TAG"] = old_tag
+    proc = subprocess.run(
+        ["chroot", str(rootfs), "python3", "-B", "-c", _DOUBLE_SMOKE], capture_output=True, text=True, env=env
+    )
+    if proc.returncode != 0:
+        raise BuildError(
+            "the double fails on its slimmed root filesystem (SLIM_RECIPE removed something it "
+            f"needs; tests/images/build.py _DOUBLE_SMOKE):\n{proc.stdout}{proc.stderr}"
+        )
+
+
 def _registry(
     method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes, dict[str, str]]:
@@ -630,7 +802,13 @@ def plugin_double(force: bool = False, old_tag: str = "") -> Built:
         raise BuildError(f"tests/opa_docker_authz_double is missing {', '.join(missing)}")
     rootfs_tar = old_rootfs_tar() if old_tag else plugin_rootfs_tar()
     tags = (old_tag,) if old_tag else PLUGIN_TAGS
-    key = sha(rootfs_tar.name, files_hash([DOUBLE_DIR / n for n in PLUGIN_SOURCES]))
+    key = sha(
+        rootfs_tar.name,
+        files_hash([DOUBLE_DIR / n for n in PLUGIN_SOURCES]),
+        json.dumps(SLIM_RECIPE, sort_keys=True),
+        _SLIM_SCRIPT,
+        _DOUBLE_SMOKE,
+    )
     if old_tag:
         key = sha(key, f"old-tag-{old_tag}")
     ref = f"{REGISTRY}/{PLUGIN_REPO}:{key}"
@@ -653,6 +831,8 @@ def plugin_double(force: bool = False, old_tag: str = "") -> Built:
                 shutil.copy2(DOUBLE_DIR / name, app / name)
         for d in ("opa", "run/docker/plugins"):
             (rootfs / d).mkdir(parents=True, exist_ok=True)
+        slim_plugin_rootfs(rootfs, old_tag)
+        smoke_plugin_rootfs(rootfs, old_tag)
         shutil.copy2(DOUBLE_DIR / "config.json", build / "config.json")
         if old_tag:
             config = json.loads((DOUBLE_DIR / "config.json").read_text())
