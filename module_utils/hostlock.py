@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_PATH = "/run/hardening-docker-authz.lock"
@@ -142,3 +143,33 @@ def release(path: str, run_id: str, *, check_mode: bool = False) -> dict[str, An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     return {"changed": True, "released": True, "message": f"lock {path} released"}
+
+
+def under_lock(lock: dict[str, Any] | None, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``read()`` after taking the lock (``lock``: run_id, playbook, controller, path,
+    stale_seconds, check - check the lock without taking it, as in check mode), with the
+    lock's result as ``lock``; LockError, and ``read`` is not called, when another run holds it.
+    A lock this call took is released again when ``read`` raises (the caller never learns it
+    holds it). Without ``lock``, just ``read()``."""
+    if not lock:
+        return read()
+    path = str(lock.get("path") or DEFAULT_PATH)
+    run_id = str(lock.get("run_id") or "").strip()
+    if not run_id:
+        raise LockError("lock.run_id must not be empty")
+    taken = acquire(
+        path,
+        run_id,
+        playbook=str(lock.get("playbook") or ""),
+        controller=str(lock.get("controller") or ""),
+        stale_seconds=float(lock.get("stale_seconds") or DEFAULT_STALE_SECONDS),
+        check_mode=bool(lock.get("check")),
+    )
+    try:
+        result = read()
+    except BaseException:
+        if taken.get("changed"):
+            release(path, run_id)
+        raise
+    result["lock"] = taken
+    return result

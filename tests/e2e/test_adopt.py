@@ -233,7 +233,7 @@ def test_two_runs_at_once_the_second_is_refused(fleet: Fleet, howto: str) -> Non
         thread.join()
     _ok(first["run"])
     assert second.returncode != 0 and fleet.recap(second)["failed"] == 1
-    msg = str(fleet.task(second, "Take the host's lock (one run of the role at a time)")["result"]["msg"])
+    msg = str(fleet.task(second, "Read the host's Docker socket, engine, plugin and files")["result"]["msg"])
     assert msg.startswith(
         f"another run of hardening.docker_authz holds the lock {lock} on this host: run "
     ), msg

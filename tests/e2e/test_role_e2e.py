@@ -50,6 +50,11 @@ def test_converge_enforces_the_policy(fleet: Fleet) -> None:
     TIMINGS["first converge"] = seconds
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr
     assert fleet.recap(run)["failed"] == 0
+    # the first read took the host's lock (same round trip), the last task released it
+    lock = fleet.task(run, "Read the host's Docker socket, engine, plugin and files")["result"]["lock"]
+    assert lock["acquired"] and lock["changed"], lock
+    assert fleet.task(run, "Release the host's lock")["status"] == "ok"
+    assert fleet.host.exec("test", "-e", "/run/hardening-docker-authz.lock", check=False).returncode != 0
     # the real CLI on the host: privileged refused by the plugin, compliant run and docker ps work
     fleet.assert_enforced()
     assert fleet.host.dockerd_pid() == pid, "dockerd was restarted; a reload (SIGHUP) is enough"
@@ -144,6 +149,9 @@ def test_verify_playbook_changes_nothing(fleet: Fleet) -> None:
     assert fleet.recap(run)["changed"] == 0
     assert "privileged" in run.stdout and "denied" in run.stdout
     assert fleet.state() == before
+    read = fleet.task(run, "Read the host's Docker socket, engine, plugin and files")["result"]
+    assert "lock" not in read, "verify.yml changes nothing: it takes no lock"
+    assert fleet.host.exec("test", "-e", "/run/hardening-docker-authz.lock", check=False).returncode != 0
 
 
 def test_verify_depth_full_and_a_changed_input_run_the_whole_table(fleet: Fleet) -> None:

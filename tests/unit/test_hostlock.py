@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from module_utils.hostlock import LockError, acquire, release
+from module_utils.hostlock import LockError, acquire, release, under_lock
 
 
 def test_second_run_is_refused_naming_the_holder_and_the_fix(tmp_path: Path) -> None:
@@ -44,3 +44,51 @@ def test_check_mode_checks_but_writes_nothing(tmp_path: Path) -> None:
     acquire(path, "a")
     with pytest.raises(LockError):
         acquire(path, "b", check_mode=True)
+
+
+def test_under_lock_takes_the_lock_before_the_read_and_returns_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "lock")
+    seen: list[str] = []
+
+    def read() -> dict:
+        seen.append(json.loads(Path(path).read_text())["run_id"])
+        return {"version": {"status": 200}}
+
+    result = under_lock({"run_id": "a", "path": path, "playbook": "Harden"}, read)
+    assert seen == ["a"], "the read runs under the lock"
+    assert result["lock"]["acquired"] and result["lock"]["changed"] and result["version"] == {"status": 200}
+    again = under_lock({"run_id": "a", "path": path}, lambda: {})
+    assert again["lock"]["acquired"] and not again["lock"]["changed"], "re-entrant (re-read after a repair)"
+    assert under_lock(None, lambda: {"x": 1}) == {"x": 1}
+
+
+def test_under_lock_reads_nothing_when_another_run_holds_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "lock")
+    acquire(path, "other", playbook="Harden", controller="ops@ctl")
+    called: list[bool] = []
+    with pytest.raises(LockError, match=r"another run of hardening.docker_authz holds the lock .* run other"):
+        under_lock({"run_id": "mine", "path": path}, lambda: called.append(True) or {})
+    assert called == [] and json.loads(Path(path).read_text())["run_id"] == "other"
+
+
+def test_under_lock_releases_a_lock_it_took_when_the_read_fails(tmp_path: Path) -> None:
+    path = str(tmp_path / "lock")
+
+    def broken() -> dict:
+        raise OSError("read failed")
+
+    with pytest.raises(OSError, match="read failed"):
+        under_lock({"run_id": "a", "path": path}, broken)
+    assert not Path(path).exists(), "a lock nobody knows it holds would block the host for an hour"
+    acquire(path, "a")  # held from an earlier call of the same run: that call's holder releases it
+    with pytest.raises(OSError):
+        under_lock({"run_id": "a", "path": path}, broken)
+    assert Path(path).exists()
+
+
+def test_under_lock_in_check_mode_takes_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "lock")
+    result = under_lock({"run_id": "a", "path": path, "check": True}, lambda: {})
+    assert result["lock"]["acquired"] is False and not Path(path).exists()
+    with pytest.raises(LockError, match=r"lock\.run_id must not be empty"):
+        under_lock({"run_id": " ", "path": path}, lambda: {})

@@ -23,6 +23,9 @@ description:
     as that module asks it.
   - Nothing is an error - a missing file is C(exists=false), an engine that does not answer has
     C(status=-1) and the reason in C(msg).
+  - With O(lock), first takes the host's lock as C(hardening.docker_authz.authz_lock) does (one
+    run of the role at a time), in the same round trip - the only thing this module may write.
+    When another run holds it, the module fails with that module's message and reads nothing.
 author:
   - hardening.docker_authz contributors
 options:
@@ -86,6 +89,38 @@ options:
         that conflicts with dockerd's command-line flags - and return it as RV(daemon_check).
     type: bool
     default: false
+  lock:
+    description:
+      - Take the host's lock first (see C(hardening.docker_authz.authz_lock); release it with that
+        module). A lock this module took is released again if the read fails.
+    type: dict
+    suboptions:
+      run_id:
+        description: The run's id; the lock is re-entrant for the same id.
+        type: str
+        required: true
+      playbook:
+        description: The play's name, shown to a run that finds the lock held.
+        type: str
+        default: ''
+      controller:
+        description: C(user@host) of the controller, shown likewise.
+        type: str
+        default: ''
+      path:
+        description: The lock file.
+        type: path
+        default: /run/hardening-docker-authz.lock
+      stale_seconds:
+        description: A lock older than this was left by a killed run and is taken over (with a warning).
+        type: int
+        default: 3600
+      check:
+        description:
+          - Check the lock without taking it (pass C(ansible_check_mode) - the role runs this module
+            with C(check_mode=false) so that check mode still reads).
+        type: bool
+        default: false
 attributes:
   check_mode:
     support: full
@@ -168,6 +203,13 @@ bundle:
   type: dict
   sample: {"path": "/etc/docker/policies/bundle", "exists": true, "files": {".manifest": "{}"},
            "modes": {".manifest": "0640"}}
+lock:
+  description:
+    - The result of taking the lock - C(acquired) (false in check mode), C(changed) (this call
+      created the lock file), C(message).
+  returned: when O(lock) is given
+  type: dict
+  sample: {"acquired": true, "changed": true, "message": "lock /run/hardening-docker-authz.lock taken"}
 opa_config:
   description: C(path), C(exists), C(content) (base64), C(owner), C(group), C(mode) and C(islink).
   returned: always
@@ -180,6 +222,12 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.host_state import (  # noqa: E402
     host_state,
+)
+from ansible_collections.hardening.docker_authz.plugins.module_utils.hostlock import (  # noqa: E402
+    DEFAULT_PATH,
+    DEFAULT_STALE_SECONDS,
+    LockError,
+    under_lock,
 )
 from ansible_collections.hardening.docker_authz.plugins.module_utils.plugin import (  # noqa: E402
     REGISTRY_AUTH_OPTION,
@@ -202,6 +250,17 @@ def main() -> None:
             "plan_digest_check": {"type": "bool", "default": True},
             "daemon_check": {"type": "bool", "default": False},
             "registry_auth": REGISTRY_AUTH_OPTION,
+            "lock": {
+                "type": "dict",
+                "options": {
+                    "run_id": {"type": "str", "required": True},
+                    "playbook": {"type": "str", "default": ""},
+                    "controller": {"type": "str", "default": ""},
+                    "path": {"type": "path", "default": DEFAULT_PATH},
+                    "stale_seconds": {"type": "int", "default": DEFAULT_STALE_SECONDS},
+                    "check": {"type": "bool", "default": False},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -216,18 +275,27 @@ def main() -> None:
             "digest_check": p["plan_digest_check"],
             "registry_auth": p["registry_auth"],
         }
-    result = host_state(
-        socket=p["socket"],
-        plugin=p["plugin"],
-        daemon_json_path=p["daemon_json_path"],
-        policy_path=p["policy_path"],
-        bundle_dir=p["bundle_dir"],
-        opa_config_path=p["opa_config_path"],
-        timeout=float(p["timeout"]),
-        adoption=p["adoption"],
-        plan_params=plan_params,
-        daemon_check=p["daemon_check"],
-    )
+
+    def read() -> dict:
+        return host_state(
+            socket=p["socket"],
+            plugin=p["plugin"],
+            daemon_json_path=p["daemon_json_path"],
+            policy_path=p["policy_path"],
+            bundle_dir=p["bundle_dir"],
+            opa_config_path=p["opa_config_path"],
+            timeout=float(p["timeout"]),
+            adoption=p["adoption"],
+            plan_params=plan_params,
+            daemon_check=p["daemon_check"],
+        )
+
+    try:
+        result = under_lock(p["lock"], read)
+    except (LockError, OSError) as exc:
+        module.fail_json(msg=str(exc))
+    for warning in (result.get("lock") or {}).pop("warnings", []):
+        module.warn(warning)
     # the plan's warnings, as authz_plugin shows them (a tag that names no architecture ...)
     for part in ("plugin_plan", "daemon_check"):
         for warning in (result.get(part) or {}).pop("warnings", []):
