@@ -124,7 +124,6 @@ def _assert_quick_proof(fleet: Fleet, run) -> None:
         "Check that daemon.json is readable",
         "Find opa-docker-authz plugins",
         "Plan the plugin changes",
-        "Create the policy folder",
         "Write the policy file",
         "Add the plugin to authorization-plugins",
         "Compile the policy on the controller",

@@ -1,0 +1,98 @@
+"""module_utils/policy_files.py: the policy folder and its files in one call (runs as root)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from module_utils.policy_files import PolicyFilesError, write_files
+
+
+def _attrs(path: Path) -> tuple[int, int, str]:
+    st = os.lstat(path)
+    return st.st_uid, st.st_gid, f"{stat.S_IMODE(st.st_mode):04o}"
+
+
+def test_creates_the_folder_and_file_root_owned_then_changes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "etc" / "docker" / "policies"
+    policy = folder / "authz.rego"
+    result = write_files(str(folder), {str(policy): "package docker.authz\n"})
+    assert result["changed"] and result["directory_changed"] and result["written"] == [str(policy)]
+    assert policy.read_text() == "package docker.authz\n"
+    assert _attrs(folder) == (0, 0, "0750") and _attrs(policy) == (0, 0, "0640")
+    assert [d["before"] for d in result["diff"]] == ["(absent)\n", ""]
+    again = write_files(str(folder), {str(policy): "package docker.authz\n"})
+    assert not again["changed"] and again["written"] == [] and again["diff"] == []
+    assert sorted(os.listdir(folder)) == ["authz.rego"], "no temporary file is left"
+
+
+def test_check_mode_predicts_and_writes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    target = str(folder / "opa-config.yaml")
+    result = write_files(str(folder), {target: "services: {}\n"}, check_mode=True)
+    assert result["changed"] and result["written"] == [target] and not folder.exists()
+    write_files(str(folder), {target: "services: {}\n"})
+    changed = write_files(str(folder), {target: "bundles: {}\n"}, check_mode=True)
+    assert changed["written"] == [target] and not changed["directory_changed"]
+    assert changed["diff"] == [{"before_header": target, "after_header": target,
+                                "before": "services: {}\n", "after": "bundles: {}\n"}]  # fmt: skip
+    assert Path(target).read_text() == "services: {}\n"
+
+
+def test_mode_drift_alone_is_repaired_without_a_content_diff(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    policy = folder / "authz.rego"
+    write_files(str(folder), {str(policy): "x\n"})
+    os.chmod(policy, 0o644)
+    os.chmod(folder, 0o755)
+    result = write_files(str(folder), {str(policy): "x\n"})
+    assert result["directory_changed"] and result["written"] == [str(policy)]
+    assert [d["before_header"] for d in result["diff"]] == [str(folder)], "the content did not change"
+    assert _attrs(folder) == (0, 0, "0750") and _attrs(policy) == (0, 0, "0640")
+
+
+def test_a_symlink_at_the_file_is_replaced_not_followed(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir(mode=0o750)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    policy = folder / "authz.rego"
+    policy.symlink_to(outside)
+    write_files(str(folder), {str(policy): "package docker.authz\n"})
+    assert not policy.is_symlink() and policy.read_text() == "package docker.authz\n"
+    assert outside.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize(
+    ("setup", "files", "message"),
+    [
+        ("file", {"{dir}/authz.rego": "x"}, r"is not a folder \(nothing was changed\)"),
+        (None, {"/elsewhere/authz.rego": "x"}, r"is not a file directly in"),
+        (None, {"{dir}/sub/authz.rego": "x"}, r"is not a file directly in"),
+        ("dir-at-file", {"{dir}/authz.rego": "x"}, r"is a folder, not a file"),
+    ],
+)
+def test_bad_paths_change_nothing(
+    tmp_path: Path, setup: str | None, files: dict[str, str], message: str
+) -> None:
+    folder = tmp_path / "policies"
+    if setup == "file":
+        folder.write_text("a file\n")
+    if setup == "dir-at-file":
+        (folder / "authz.rego").mkdir(parents=True)
+    wanted = {k.replace("{dir}", str(folder)): v for k, v in files.items()}
+    with pytest.raises(PolicyFilesError, match=message):
+        write_files(str(folder), wanted)
+    if setup is None:
+        assert not folder.exists()
+
+
+def test_bad_modes_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFilesError, match=r"mode must be an octal mode such as 0640, got 'rw-r-----'"):
+        write_files(str(tmp_path / "p"), {str(tmp_path / "p" / "a"): "x"}, mode="rw-r-----")
+    with pytest.raises(PolicyFilesError, match=r"directory_mode must be an octal mode"):
+        write_files(str(tmp_path / "p"), {str(tmp_path / "p" / "a"): "x"}, directory_mode="99999")
+    assert not (tmp_path / "p").exists()
