@@ -86,7 +86,8 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _is_dockerd(pid: str, proc: str) -> bool:
+def is_dockerd(pid: str, proc: str = "/proc") -> bool:
+    """Whether process ``pid`` is dockerd (its comm, or its argv[0]'s base name)."""
     comm = (_read(os.path.join(proc, pid, "comm")) or "").strip()
     if comm == "dockerd":
         return True
@@ -99,14 +100,14 @@ def dockerd_pid(pidfile: str = DEFAULT_PIDFILE, proc: str = "/proc") -> int | No
     """dockerd's pid: the pid file's when that process is a live dockerd, else the first
     dockerd found in /proc (a pid file can be stale or elsewhere), else None."""
     text = (_read(pidfile) or "").strip()
-    if text.isdigit() and _is_dockerd(text, proc):
+    if text.isdigit() and is_dockerd(text, proc):
         return int(text)
     try:
         pids = sorted((p for p in os.listdir(proc) if p.isdigit()), key=int)
     except OSError:
         return None
     for pid in pids:
-        if _is_dockerd(pid, proc):
+        if is_dockerd(pid, proc):
             return int(pid)
     return None
 

@@ -27,9 +27,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.hardening.docker_authz.plugins.module_utils.diagnose import is_dockerd
 from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import (
     DockerClient,
     DockerError,
@@ -84,7 +85,6 @@ class Host:
     ping: Callable[[str], str] = _ping
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    calls: list[str] = field(default_factory=list)
 
     def path(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/"))
@@ -98,19 +98,6 @@ def choose_method(method: str, host: Host) -> str:
     if method != "auto":
         return method
     return "systemd" if os.path.isdir(host.path("/run/systemd/system")) else "signal"
-
-
-def _is_dockerd(pid: int, host: Host) -> bool:
-    base = os.path.join(host.proc, str(pid))
-    try:
-        with open(os.path.join(base, "comm"), encoding="utf-8", errors="replace") as fh:
-            if fh.read().strip() == "dockerd":
-                return True
-        with open(os.path.join(base, "cmdline"), "rb") as fh:
-            argv0 = fh.read().split(b"\0", 1)[0].decode("utf-8", "replace")
-    except OSError:
-        return False
-    return os.path.basename(argv0) == "dockerd"
 
 
 def pidfile_pid(pidfile: str, host: Host) -> int:
@@ -130,7 +117,7 @@ def pidfile_pid(pidfile: str, host: Host) -> int:
             "docker_authz_docker_pidfile to the --pidfile dockerd runs with"
         )
     pid = int(text)
-    if not _is_dockerd(pid, host):
+    if not is_dockerd(str(pid), host.proc):
         raise ReloadError(
             f"dockerd's pid file {pidfile} names process {pid}, which is not a running dockerd (a stale pid "
             "file): nothing was signalled. Set docker_authz_docker_pidfile to the --pidfile dockerd runs with"
@@ -189,11 +176,9 @@ def reload(
                 raise ReloadError(
                     f"sending SIGHUP to dockerd (pid {pid}) failed: {exc}", method=via
                 ) from None
-            host.calls.append(f"kill -HUP {pid}")
     elif not check_mode:
         verb = "restart" if restart else "reload"
         rc, out = host.run(["systemctl", verb, "docker"], 120.0 if restart else 30.0)
-        host.calls.append(f"systemctl {verb} docker")
         if rc != 0:
             raise ReloadError(
                 f"systemctl {verb} docker failed (exit {rc}): {out.strip()[-500:]}; see journalctl -u docker",
