@@ -1162,14 +1162,17 @@ def atomic_write(
     path: str,
     data: bytes,
     *,
+    mode: int | None = None,
     before_rename: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Replace ``path`` with ``data`` atomically, keeping owner, mode and SELinux context.
 
     Returns warnings (an SELinux context that could not be kept).
 
-    A new file is created 0644 (owned by root when run as root). ``before_rename`` is a test
-    hook called with the fsynced temporary file's path.
+    A new file is created 0644 (owned by root when run as root). With ``mode``, the file gets
+    that mode and root as owner (when run as root) whether it existed or not, set before the
+    rename, and still keeps its SELinux context. ``before_rename`` is a test hook called with
+    the fsynced temporary file's path.
     """
     d = os.path.dirname(path) or "."
     warnings: list[str] = []
@@ -1183,17 +1186,18 @@ def atomic_write(
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if st is not None:
+        if st is not None and mode is None:
             os.chmod(tmp, stat.S_IMODE(st.st_mode))
             if os.geteuid() == 0:
                 os.chown(tmp, st.st_uid, st.st_gid)
+        else:
+            os.chmod(tmp, FILE_MODE if mode is None else mode)
+            if os.geteuid() == 0:
+                os.chown(tmp, 0, 0)
+        if st is not None:
             selinux_warning = _copy_selinux(path, tmp)
             if selinux_warning:
                 warnings.append(selinux_warning)
-        else:
-            os.chmod(tmp, FILE_MODE)
-            if os.geteuid() == 0:
-                os.chown(tmp, 0, 0)
         if before_rename is not None:
             before_rename(tmp)
         os.rename(tmp, path)

@@ -5,8 +5,9 @@
 What ``ansible.builtin.file`` (the folder) and ``ansible.builtin.copy`` (each file) do for the
 policy folder, its policy file and its OPA config: ``copy`` alone runs two modules and a file
 transfer per file, and the folder is one more call; on a fleet each call is an SSH round trip
-and a Python start per host. Each file is written atomically (a temporary file in the same
-folder, then ``rename``), so the plugin never reads half a policy. A symbolic link at a file's
+and a Python start per host. Each file is written atomically (daemon_config.atomic_write: a
+temporary file in the same folder, fsynced, then ``rename``; an SELinux context kept), so the
+plugin never reads half a policy. A symbolic link at a file's
 path is replaced by the file, as ``copy`` does. Check mode predicts; diff mode shows each
 changed file's before and after.
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 import os
 import stat
 from typing import Any
+
+from ansible_collections.hardening.docker_authz.plugins.module_utils.daemon_config import atomic_write
 
 
 class PolicyFilesError(Exception):
@@ -72,7 +75,13 @@ def write_files(
             )
         wanted[path] = str(text).encode("utf-8")
 
-    result: dict[str, Any] = {"changed": False, "path": directory, "directory_changed": False, "written": []}
+    result: dict[str, Any] = {
+        "changed": False,
+        "path": directory,
+        "directory_changed": False,
+        "written": [],
+        "warnings": [],
+    }
     diff: list[dict[str, str]] = []
     try:
         dst = os.lstat(directory)
@@ -116,18 +125,5 @@ def write_files(
         os.chown(directory, 0, 0)
         os.chmod(directory, dir_mode)
     for path in plan:
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(wanted[path])
-                fh.flush()
-                os.fchown(fh.fileno(), 0, 0)
-                os.fchmod(fh.fileno(), file_mode)
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
+        result["warnings"].extend(atomic_write(path, wanted[path], mode=file_mode))
     return result
