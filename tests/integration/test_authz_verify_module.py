@@ -220,6 +220,46 @@ def test_correct_policy_passes_every_probe(host: DindHost, tmp_path: Path) -> No
     ]
 
 
+LOCK = "/run/hardening-docker-authz.lock"
+
+
+def _lock_holder(host: DindHost) -> str | None:
+    found = host.exec("cat", LOCK, check=False)
+    return json.loads(found.stdout)["run_id"] if found.returncode == 0 else None
+
+
+def test_release_lock_only_after_a_passing_verification(host: DindHost, policy, tmp_path: Path) -> None:
+    """The role's last call: a passing verification releases this run's lock, in check mode only
+    says it would; another run's lock and a failing verification keep the lock."""
+    quick = {"rules": PRIVILEGED_ONLY, "depth": "quick"}
+    mine = {"run_id": "run-a", "path": LOCK}
+    try:
+        host.write_file(LOCK, json.dumps({"run_id": "run-a", "started": time.time()}) + "\n")
+        _, checked = result_of(verify(host, tmp_path, {**quick, "release_lock": mine}, check_mode=True))
+        assert checked["lock"] == {"released": True, "run_id": "run-a", "message": f"lock {LOCK} released"}
+        assert _lock_holder(host) == "run-a", "check mode removed the lock"
+
+        _, other = result_of(verify(host, tmp_path, {**quick, "release_lock": {"run_id": "run-b"}}))
+        assert other["lock"]["released"] is False and _lock_holder(host) == "run-a", other["lock"]
+
+        report_only = {**quick, "expect_enforced": False, "release_lock": mine}
+        _, report = result_of(verify(host, tmp_path, report_only))
+        assert report["lock"]["released"] is False and _lock_holder(host) == "run-a", report["lock"]
+
+        policy(ALLOW_ALL)
+        status, failed = result_of(verify(host, tmp_path, {**quick, "release_lock": mine}))
+        assert status == "failed" and "lock" not in failed
+        assert _lock_holder(host) == "run-a", "a failed verification released the lock"
+        policy(PRIVILEGED_POLICY)
+
+        status, passed = result_of(verify(host, tmp_path, {**quick, "release_lock": mine}))
+        assert status == "ok" and passed["changed"] is False, passed.get("msg")
+        assert passed["lock"] == {"released": True, "run_id": "run-a", "message": f"lock {LOCK} released"}
+        assert _lock_holder(host) is None
+    finally:
+        host.exec("rm", "-f", LOCK)
+
+
 @pytest.mark.parametrize("profile", ["baseline", "restricted"])
 def test_rendered_policy_passes_every_probe(host: DindHost, policy, tmp_path: Path, profile: str) -> None:
     """The role's own policy (authz.rego.j2 rendered as the role does) under the plugin double."""

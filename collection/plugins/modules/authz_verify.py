@@ -140,8 +140,27 @@ options:
       - Seconds to wait for each answer.
     type: int
     default: 30
+  release_lock:
+    description:
+      - Release the host's run lock (M(hardening.docker_authz.authz_lock)) after a verification
+        that B(passed), in the same call. The role takes the lock in its first module call
+        (M(hardening.docker_authz.authz_host_state)) and releases it here, in its last, so that a
+        run that changes nothing needs no call of its own for the lock.
+      - A failed verification keeps the lock (the rollback that follows runs under it); so does
+        O(expect_enforced=false), which proves nothing. Another run's lock is never removed.
+    type: dict
+    suboptions:
+      run_id:
+        description: The id of the run that holds the lock.
+        type: str
+        required: true
+      path:
+        description: The lock file.
+        type: path
+        default: /run/hardening-docker-authz.lock
 notes:
-  - Supports check mode (the same probes run; they change nothing).
+  - Supports check mode (the same probes run; they change nothing). With O(release_lock), check
+    mode reports whether the lock would be released and removes nothing.
   - Probing over the unix socket has no TLS client identity, so O(rules) C(exempt_users)
     cannot be verified (a warning says so).
   - Requests with duplicate JSON keys (the daemon merges them, a parser into a map keeps the
@@ -189,7 +208,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Always false; the module changes nothing.
+  description: Always false; the module changes nothing (a released lock is not a change).
   returned: always
   type: bool
 enforced:
@@ -311,6 +330,17 @@ findings:
   returned: success or verification failure
   type: list
   elements: dict
+lock:
+  description:
+    - With O(release_lock), what became of the lock - C(released) (this run held it and it was
+      removed), C(run_id) (O(release_lock.run_id)), C(message). Not returned when the
+      verification failed (the lock is kept).
+  returned: success, with O(release_lock)
+  type: dict
+  sample:
+    released: true
+    run_id: 7YkqW2mZ0cXa
+    message: lock /run/hardening-docker-authz.lock released
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -319,6 +349,10 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
     DockerClient,
     DockerError,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.hostlock import (  # noqa: E402
+    DEFAULT_PATH as LOCK_PATH,
+)
+from ansible_collections.hardening.docker_authz.plugins.module_utils.hostlock import release  # noqa: E402
 from ansible_collections.hardening.docker_authz.plugins.module_utils.probes import (  # noqa: E402
     DEFAULT_ALIAS,
     PROFILES,
@@ -344,6 +378,13 @@ def main() -> None:
             "expect_policy_sha256": {"type": "str"},
             "expect_args": {"type": "str"},
             "expect_hooked_in": {"type": "path"},
+            "release_lock": {
+                "type": "dict",
+                "options": {
+                    "run_id": {"type": "str", "required": True},
+                    "path": {"type": "path", "default": LOCK_PATH},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -375,7 +416,27 @@ def main() -> None:
     for warning in result.pop("warnings"):
         module.warn(warning)
     if result.pop("failed_verification", False):
-        module.fail_json(**result)
+        module.fail_json(**result)  # the lock stays: the rollback runs under it
+    lock = p["release_lock"]
+    if lock and not p["expect_enforced"]:
+        result["lock"] = {
+            "released": False,
+            "run_id": lock["run_id"],
+            "message": "kept: a report-only verification proves nothing",
+        }
+    elif lock:
+        if not lock["run_id"].strip():
+            module.fail_json(msg="release_lock.run_id must not be empty", **result)
+        try:
+            released = release(lock["path"], lock["run_id"], check_mode=module.check_mode)
+        except OSError as exc:
+            why = f"the verification passed, but the lock {lock['path']} could not be released: {exc}"
+            module.fail_json(msg=why, **result)
+        result["lock"] = {
+            "released": released["released"],
+            "run_id": lock["run_id"],
+            "message": released["message"],
+        }
     module.exit_json(**result)
 
 
