@@ -1344,11 +1344,16 @@ def apply(
     client_factory: Callable[[], Any] | None = None,
     before_rename: Callable[[str], None] | None = None,
     content: Content | None = None,
+    approve: Callable[[Result], None] | None = None,
 ) -> Result:
     """Merge ``settings`` into (and ``remove`` from) the daemon.json at ``path``.
 
     ``content``, in check mode only: the file as the caller already read it, used instead of a
     second read (a write always reads the file again under its lock).
+
+    ``approve``: called with the planned result of a change (in check mode too), before anything
+    is written; whatever it raises refuses the change (the daemon_json module checks there that
+    dockerd can be reloaded as asked).
 
     Raises :class:`DaemonConfigError` on every refusal, before anything is written.
     """
@@ -1373,6 +1378,12 @@ def apply(
             raise conflict_error(conflicts, path)
 
     def finish(res: Result, plugins_checked: list[str] | None = None) -> Result:
+        res = _finish(res, plugins_checked)
+        if res.changed and approve is not None:
+            approve(res)
+        return res
+
+    def _finish(res: Result, plugins_checked: list[str] | None = None) -> Result:
         if check_flags:
             stale = [c for c in find_conflicts(res.after, flags) if c.key not in settings]
             res.warnings = [

@@ -142,6 +142,81 @@ def wait_for_api(socket_path: str, timeout: float, host: Host) -> float:
         host.sleep(1.0)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How dockerd will be reloaded, decided (and refused) before anything changes."""
+
+    method: str
+    restart: bool
+    pid: int | None
+
+
+def plan(
+    method: str,
+    *,
+    restart: bool = False,
+    pidfile: str = "/var/run/docker.pid",
+    host: Host | None = None,
+) -> Plan:
+    """Choose the method and check what it needs (a live dockerd in the pid file; systemd for a
+    restart); ReloadError, with nothing sent, when it cannot be done."""
+    host = host or Host()
+    via = choose_method(method, host)
+    if via != "signal":
+        return Plan(via, restart, None)
+    if restart:
+        raise ReloadError(
+            "daemon.json changed a key that dockerd cannot reload, and this host has no systemd to "
+            "restart it: restart dockerd yourself (service docker restart).",
+            method=via,
+        )
+    return Plan(via, False, pidfile_pid(pidfile, host))
+
+
+def execute(
+    planned: Plan,
+    *,
+    socket_path: str = "/var/run/docker.sock",
+    timeout: float = 60.0,
+    check_mode: bool = False,
+    host: Host | None = None,
+) -> dict[str, Any]:
+    """Send the planned reload (or restart) and wait for the API; the module's result."""
+    host = host or Host()
+    check_timeout(timeout)
+    via = planned.method
+    result: dict[str, Any] = {"changed": True, "method": via, "restarted": planned.restart}
+    result["pid"] = planned.pid
+    if via == "signal":
+        if planned.pid is None:
+            raise ReloadError("a reload by signal needs dockerd's pid (plan() reads it from the pid file)")
+        if not check_mode:
+            try:
+                host.kill(planned.pid, signal.SIGHUP)
+            except OSError as exc:
+                raise ReloadError(
+                    f"sending SIGHUP to dockerd (pid {planned.pid}) failed: {exc}", method=via
+                ) from None
+    elif not check_mode:
+        verb = "restart" if planned.restart else "reload"
+        rc, out = host.run(["systemctl", verb, "docker"], 120.0 if planned.restart else 30.0)
+        if rc != 0:
+            raise ReloadError(
+                f"systemctl {verb} docker failed (exit {rc}): {out.strip()[-500:]}; see journalctl -u docker",
+                method=via,
+            )
+    # The API is asked in check mode too (a read): the caller learns that it answers.
+    result["seconds"] = wait_for_api(socket_path, timeout, host)
+    return result
+
+
+def check_timeout(timeout: float) -> None:
+    if timeout <= 0:
+        raise ReloadError(
+            f"timeout must be a positive number of seconds, got {timeout:g} (docker_authz_api_timeout)"
+        )
+
+
 def reload(
     method: str,
     *,
@@ -154,36 +229,6 @@ def reload(
 ) -> dict[str, Any]:
     """Reload (or restart) dockerd and wait for its API; the module's result."""
     host = host or Host()
-    if timeout <= 0:
-        raise ReloadError(
-            f"timeout must be a positive number of seconds, got {timeout:g} (docker_authz_api_timeout)"
-        )
-    via = choose_method(method, host)
-    result: dict[str, Any] = {"changed": True, "method": via, "restarted": restart, "pid": None}
-    if via == "signal":
-        if restart:
-            raise ReloadError(
-                "daemon.json changed a key that dockerd cannot reload, and this host has no systemd to "
-                "restart it: restart dockerd yourself (service docker restart).",
-                method=via,
-            )
-        pid = pidfile_pid(pidfile, host)
-        result["pid"] = pid
-        if not check_mode:
-            try:
-                host.kill(pid, signal.SIGHUP)
-            except OSError as exc:
-                raise ReloadError(
-                    f"sending SIGHUP to dockerd (pid {pid}) failed: {exc}", method=via
-                ) from None
-    elif not check_mode:
-        verb = "restart" if restart else "reload"
-        rc, out = host.run(["systemctl", verb, "docker"], 120.0 if restart else 30.0)
-        if rc != 0:
-            raise ReloadError(
-                f"systemctl {verb} docker failed (exit {rc}): {out.strip()[-500:]}; see journalctl -u docker",
-                method=via,
-            )
-    # The API is asked in check mode too (a read): the caller learns that it answers.
-    result["seconds"] = wait_for_api(socket_path, timeout, host)
-    return result
+    check_timeout(timeout)
+    planned = plan(method, restart=restart, pidfile=pidfile, host=host)
+    return execute(planned, socket_path=socket_path, timeout=timeout, check_mode=check_mode, host=host)

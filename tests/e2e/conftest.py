@@ -27,6 +27,7 @@ POLICY = "/etc/docker/policies/authz.rego"
 DAEMON_JSON = "/etc/docker/daemon.json"
 BUSYBOX = "local/busybox:latest"
 ROLE = "hardening.docker_authz.opa_authz : "
+HOOK = "Add the plugin to authorization-plugins in daemon.json and reload dockerd"
 # Wall time of notable playbook runs, printed at the end of the session (numbers, not asserts).
 TIMINGS: dict[str, float] = {}
 
@@ -89,6 +90,21 @@ class Fleet:
     def task(self, run: PlaybookRun, name: str) -> dict[str, Any]:
         """The last result of the role's task `name` on this host."""
         return run.task(ROLE + name, self.host.name)
+
+    def reloads(self, run: PlaybookRun) -> list[str]:
+        """The role's tasks that reloaded dockerd on this host: reload.yml's, and the hook's
+        daemon_json call when it reloaded (its `reloaded` result)."""
+        return [
+            r["task"][len(ROLE) :]
+            for r in run.results
+            if r["host"] == self.host.name
+            and r["task"].startswith(ROLE)
+            and r["status"] != "skipped"
+            and (
+                r["task"].startswith(ROLE + "Reload dockerd and wait")
+                or (r["task"] == ROLE + HOOK and r["result"].get("reloaded") is not None)
+            )
+        ]
 
     def ran(self, run: PlaybookRun, prefix: str) -> list[str]:
         """The role's tasks starting with `prefix` that ran (not skipped) on this host."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ALIAS, DENIED, POLICY, ROOT, TIMINGS, Fleet
+from tests.e2e.conftest import ALIAS, DENIED, HOOK, POLICY, ROOT, TIMINGS, Fleet
 from tests.lib import dind
 from tests.lib.ansible_run import run_playbook
 
@@ -50,18 +50,21 @@ def test_converge_enforces_the_policy(fleet: Fleet) -> None:
     TIMINGS["first converge"] = seconds
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr
     assert fleet.recap(run)["failed"] == 0
-    # the first read took the host's lock (same round trip), the last task released it
+    # the first read took the host's lock (same round trip), the passing verification released it
+    # (same round trip), so the release task had nothing left to do
     lock = fleet.task(run, "Read the host's Docker socket, engine, plugin and files")["result"]["lock"]
     assert lock["acquired"] and lock["changed"], lock
-    assert fleet.task(run, "Release the host's lock")["status"] == "ok"
+    released = fleet.task(run, "Verify that the plugin enforces the policy")["result"]["lock"]
+    assert released["released"] and released["run_id"], released
+    assert fleet.task(run, "Release the host's lock")["status"] == "skipped"
     assert fleet.host.exec("test", "-e", "/run/hardening-docker-authz.lock", check=False).returncode != 0
     # the real CLI on the host: privileged refused by the plugin, compliant run and docker ps work
     fleet.assert_enforced()
     assert fleet.host.dockerd_pid() == pid, "dockerd was restarted; a reload (SIGHUP) is enough"
-    # one module call reloads and waits (no systemd in the DinD host: SIGHUP to the pid file's dockerd)
-    hook = "Reload dockerd and wait for its API - hook the plugin"
-    assert fleet.ran(run, "Reload dockerd and wait") == [hook]
-    reloaded = fleet.task(run, hook)["result"]
+    # the hook's daemon.json write also reloads and waits, in the same module call (no systemd in
+    # the DinD host: SIGHUP to the pid file's dockerd)
+    assert fleet.reloads(run) == [HOOK]
+    reloaded = fleet.task(run, HOOK)["result"]["reloaded"]
     assert (reloaded["method"], reloaded["pid"], reloaded["restarted"]) == ("signal", pid, False), reloaded
     state = fleet.state()
     assert state.plugins == [
@@ -150,6 +153,16 @@ def test_verify_playbook_changes_nothing(fleet: Fleet) -> None:
     assert fleet.state() == before
     read = fleet.task(run, "Read the host's Docker socket, engine, plugin and files")["result"]
     assert "lock" not in read, "verify.yml changes nothing: it takes no lock"
+    verify = fleet.task(run, "Verify that the plugin enforces the policy")["result"]
+    assert "lock" not in verify, "nor releases one"
+    assert fleet.host.exec("test", "-e", "/run/hardening-docker-authz.lock", check=False).returncode != 0
+
+
+def test_without_verification_the_release_task_frees_the_lock(fleet: Fleet) -> None:
+    run, _ = fleet.play("harden.yml", {"docker_authz_verify": False})
+    assert run.returncode == 0 and fleet.recap(run)["changed"] == 0, run.stdout[-4000:]
+    assert fleet.task(run, "Verify that the plugin enforces the policy")["status"] == "skipped"
+    assert fleet.task(run, "Release the host's lock")["status"] == "ok"
     assert fleet.host.exec("test", "-e", "/run/hardening-docker-authz.lock", check=False).returncode != 0
 
 
@@ -209,7 +222,7 @@ def test_quick_proof_detects_a_tampered_host(fleet: Fleet) -> None:
     fleet.assert_not_enforced()
     run, _ = fleet.play("harden.yml")
     assert run.returncode == 0, run.stdout[-4000:]
-    assert fleet.task(run, "Add the plugin to authorization-plugins in daemon.json")["result"]["changed"]
+    assert fleet.task(run, HOOK)["result"]["changed"]
     assert fleet.task(run, "Verify that the plugin enforces the policy")["result"]["depth"] == "full"
     fleet.assert_enforced()
     assert fleet.state().plugins == before.plugins
@@ -249,7 +262,7 @@ def test_toggling_a_rule_changes_enforcement_without_a_restart(fleet: Fleet) -> 
     run, seconds = fleet.play("harden.yml", {"docker_authz_deny_root_user": True})
     TIMINGS["rule toggle (policy only)"] = seconds
     assert run.returncode == 0, run.stdout[-6000:]
-    assert fleet.ran(run, "Reload dockerd and wait") == [], "a policy-only change needs no reload"
+    assert fleet.reloads(run) == [], "a policy-only change needs no reload"
     assert fleet.ran(run, "Verify that the plugin enforces the policy"), "it is still verified"
     denied = h.docker("run", "--rm", "local/busybox", "true", check=False)
     assert f"{DENIED} {ALIAS}" in denied.stderr, denied.stderr
@@ -276,6 +289,10 @@ def test_fault_verification_failure_rolls_back(fleet: Fleet) -> None:
     out = _failed_with(fleet, run, "Verify that the plugin enforces the policy")
     assert "Rolled back" in out
     assert fleet.task(run, "Restore the previous policy file")["result"]["changed"]
+    # the failed verification kept the lock for the rollback; the rescue released it
+    assert "lock" not in fleet.task(run, "Verify that the plugin enforces the policy")["result"]
+    assert fleet.task(run, "Release the host's lock after the failure")["status"] == "ok"
+    assert fleet.host.exec("test", "-e", "/run/hardening-docker-authz.lock", check=False).returncode != 0
     assert fleet.state() == before
     assert fleet.host.dockerd_pid() == pid
     fleet.assert_enforced()
@@ -395,12 +412,8 @@ def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
         run, _ = fresh_fleet.play("harden.yml")
         out = _failed_with(fresh_fleet, run, "Rolled back")
         assert "ghost-authz" in out
-        assert (
-            fresh_fleet.task(run, "Add the plugin to authorization-plugins in daemon.json")["status"]
-            == "failed"
-        )
-        reloads = fresh_fleet.ran(run, "Reload dockerd and wait")
-        assert reloads == [], "dockerd must not be reloaded with a missing plugin"
+        assert fresh_fleet.task(run, HOOK)["status"] == "failed"
+        assert fresh_fleet.reloads(run) == [], "dockerd must not be reloaded with a missing plugin"
         assert fresh_fleet.state() == before
         assert h.dockerd_pid() == pid
         fresh_fleet.assert_not_enforced()

@@ -444,3 +444,78 @@ def test_private_dockerd_flags_are_refused_and_reloadable_keys_reload(
         time.sleep(0.2)
     assert client.info()["RegistryConfig"]["IndexConfigs"]["127.0.0.1:5000"]["Secure"] is False
     assert private_dockerd["proc"].poll() is None, "dockerd must survive the reload"
+
+    # daemon_json's own reload (the role's hook): what the reload needs is checked before the
+    # write - a stale pid file and a restart without systemd change nothing - then one call
+    # writes, sends SIGHUP and waits for the API; a second run changes and reloads nothing
+    assert client.info()["Debug"] is False
+    written = cfg.read_text()
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        (base / "stale.pid").write_text(f"{bystander.pid}\n")
+        common = f"path: {cfg}\n        pidfile: {base / 'd.pid'}\n        docker_socket: {base / 'd.sock'}"
+        tasks = f"""
+    - name: Debug with a stale pid file
+      hardening.docker_authz.daemon_json:
+        path: {cfg}
+        settings: {{debug: true}}
+        reload: signal
+        pidfile: {base / "stale.pid"}
+        docker_socket: {base / "d.sock"}
+      ignore_errors: true
+    - name: A key that needs a restart, without systemd
+      hardening.docker_authz.daemon_json:
+        {common}
+        settings: {{mtu: 1400}}
+        reload: signal
+      ignore_errors: true
+    - name: Debug in check mode
+      hardening.docker_authz.daemon_json:
+        {common}
+        settings: {{debug: true}}
+        reload: signal
+      check_mode: true
+    - name: Debug and reload
+      hardening.docker_authz.daemon_json:
+        {common}
+        settings: {{debug: true}}
+        reload: signal
+        reload_timeout: 20
+    - name: Debug again
+      hardening.docker_authz.daemon_json:
+        {common}
+        settings: {{debug: true}}
+        reload: signal
+"""
+        run = run_playbook(play(tasks), tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        stale = run.task("Debug with a stale pid file")
+        assert stale["status"] == "failed" and not stale["result"]["changed"], stale
+        msg = stale["result"]["msg"]
+        assert f"names process {bystander.pid}, which is not a running dockerd" in msg, msg
+        assert msg.endswith("Nothing was changed."), msg
+        restart = run.task("A key that needs a restart, without systemd")
+        assert restart["status"] == "failed" and not restart["result"]["changed"], restart
+        assert "no systemd to restart it" in restart["result"]["msg"], restart
+        assert bystander.poll() is None, "the process of a stale pid file was signalled"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    checked = run.task("Debug in check mode")["result"]
+    would = checked["reloaded"]
+    assert checked["changed"] and (would["pid"], would["method"]) == (pid, "signal"), checked
+    done = run.task("Debug and reload")["result"]
+    assert done["changed"] and done["changed_keys"] == ["debug"], done
+    assert (done["reloaded"]["method"], done["reloaded"]["pid"], done["reloaded"]["restarted"]) == (
+        "signal",
+        pid,
+        False,
+    ), done
+    again = run.task("Debug again")["result"]
+    assert not again["changed"] and again["reloaded"] is None, again
+    assert json.loads(cfg.read_text()) == {**json.loads(written), "debug": True}
+    deadline = time.monotonic() + 20
+    while client.info()["Debug"] is not True:
+        assert time.monotonic() < deadline, (base / "dockerd.log").read_text()[-2000:]
+        time.sleep(0.2)
+    assert private_dockerd["proc"].poll() is None, "dockerd must survive the reload"

@@ -628,3 +628,32 @@ def test_applicable_file_attributes_pass(owner, group, mode) -> None:
 def test_inapplicable_file_attributes_are_refused(owner, group, mode, msg) -> None:
     with pytest.raises(dc.DaemonConfigError, match=msg):
         dc.check_file_attributes(owner, group, mode)
+
+
+def test_approve_sees_the_planned_change_before_the_write_and_can_refuse_it(tmp_path: Path) -> None:
+    """daemon_json's reload check: called with the plan of a change (check mode too), before the
+    write; what it raises leaves the file as it was; not called when nothing changes."""
+    f = tmp_path / "daemon.json"
+    f.write_text('{"debug": false}\n')
+    seen: list[tuple[list[str], bool, bool]] = []
+
+    def note(res: dc.Result) -> None:
+        seen.append((res.changed_keys, res.reload_required, res.restart_required))
+
+    dc.apply(str(f), {"mtu": 1400}, check_mode=True, check_flags=False, approve=note)
+    assert seen == [(["mtu"], False, True)] and f.read_text() == '{"debug": false}\n'
+
+    def refuse(res: dc.Result) -> None:
+        raise dc.DaemonConfigError("no reload possible")
+
+    with pytest.raises(dc.DaemonConfigError, match="no reload possible"):
+        dc.apply(str(f), {"debug": True}, check_flags=False, approve=refuse)
+    assert f.read_text() == '{"debug": false}\n'
+    assert not list(tmp_path.glob(".daemon.json.*tmp*")), "no temporary file left"
+
+    seen.clear()
+    dc.apply(str(f), {"debug": True}, check_flags=False, approve=note)
+    assert seen == [(["debug"], True, False)] and json.loads(f.read_text()) == {"debug": True}
+    seen.clear()
+    assert not dc.apply(str(f), {"debug": True}, check_flags=False, approve=note).changed
+    assert seen == []

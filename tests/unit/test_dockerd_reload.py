@@ -15,7 +15,10 @@ import pytest
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.dockerd_reload import (
     Host,
+    Plan,
     ReloadError,
+    execute,
+    plan,
     reload,
 )
 
@@ -185,3 +188,26 @@ def test_bad_arguments_are_refused_before_anything(
     with pytest.raises(ReloadError, match=message):
         reload(method, timeout=timeout, host=fake.host())
     assert fake.commands == [] and fake.sent == []
+
+
+def test_plan_checks_everything_before_execute_sends_anything(tmp_path: Path) -> None:
+    """daemon_json plans the reload before it writes the file, and executes the plan after."""
+    fake = Fake(tmp_path, systemd=False)
+    fake.process(412, "dockerd")
+    fake.pidfile("999")
+    with pytest.raises(ReloadError, match="not a running dockerd"):
+        plan("auto", host=fake.host())
+    with pytest.raises(ReloadError, match="no systemd to restart it"):
+        plan("auto", restart=True, host=fake.host())
+    fake.pidfile("412")
+    planned = plan("auto", host=fake.host())
+    assert planned == Plan("signal", False, 412) and fake.sent == []
+    result = execute(planned, host=fake.host())
+    assert fake.sent == [(412, signal.SIGHUP)] and result["pid"] == 412 and result["method"] == "signal"
+    (tmp_path / "s").mkdir()
+    sysd = Fake(tmp_path / "s", systemd=True)
+    assert plan("auto", restart=True, host=sysd.host()) == Plan("systemd", True, None)
+    execute(plan("auto", restart=True, host=sysd.host()), host=sysd.host())
+    assert sysd.commands == [["systemctl", "restart", "docker"]]
+    with pytest.raises(ReloadError, match="positive number"):
+        execute(planned, timeout=0, host=fake.host())

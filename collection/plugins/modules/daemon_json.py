@@ -32,7 +32,12 @@ description:
     the file keeps two runs on one host from interleaving.
   - Reports which top-level keys changed and whether a reload (SIGHUP, C(systemctl reload
     docker)) is enough or a restart is needed, following the "configuration reload behavior"
-    list of the dockerd reference. The module never signals or restarts dockerd itself.
+    list of the dockerd reference.
+  - With O(reload), the module also reloads dockerd after a change that needs it, and waits
+    until its API answers, in the same call (as M(hardening.docker_authz.dockerd_reload)). What
+    the reload needs (systemd, or a pid file naming a live dockerd; systemd for a restart) is
+    checked before anything is written, so a reload that cannot be done changes nothing.
+    Without O(reload) (the default) the module never signals or restarts dockerd.
 author:
   - hardening.docker_authz contributors
 options:
@@ -108,6 +113,27 @@ options:
       - Seconds to wait for another run holding the lock on the same file.
     type: float
     default: 60.0
+  reload:
+    description:
+      - V(none) - only write the file (reload dockerd yourself when RV(reload_required) or
+        RV(restart_required) says so).
+      - V(auto), V(systemd), V(signal) - after a change of the content that dockerd must load,
+        reload it (SIGHUP, no container stops) with that method and wait for its API on
+        O(docker_socket); restart it instead, through systemd only, when a changed key cannot
+        be reloaded (RV(restart_required)). V(auto) uses systemd where it runs as PID 1, else
+        SIGHUP to the dockerd in O(pidfile). A change of the file's attributes alone reloads
+        nothing.
+    type: str
+    choices: [none, auto, systemd, signal]
+    default: none
+  pidfile:
+    description: dockerd's pid file (its C(--pidfile)), for a reload by signal.
+    type: path
+    default: /var/run/docker.pid
+  reload_timeout:
+    description: Seconds to wait for the API to answer after the reload.
+    type: int
+    default: 60
 extends_documentation_fragment:
   - ansible.builtin.files
 attributes:
@@ -124,7 +150,10 @@ notes:
   - Writes are always atomic; O(unsafe_writes) is ignored.
   - The lock file C(.daemon.json.lock) stays next to the file (empty, mode C(0600)).
   - Pair a change with a handler that reloads dockerd when RV(reload_required) is true and
-    restarts it when RV(restart_required) is true.
+    restarts it when RV(restart_required) is true, or let O(reload) do it in the same call.
+  - When the reload fails after the file was written, the module fails with C(changed=true)
+    and says so; the file is not restored (the role hardening.docker_authz.opa_authz rolls the
+    host back).
 seealso:
   - name: dockerd reference, daemon configuration file
     description: Keys, flags and the options that can be reloaded.
@@ -147,6 +176,15 @@ EXAMPLES = r"""
   ansible.builtin.command: systemctl reload docker
   when: docker_authz_daemon_json.reload_required
   changed_when: true
+
+- name: Hook the plugin and reload dockerd (systemd or SIGHUP) in one call
+  hardening.docker_authz.daemon_json:
+    settings:
+      authorization-plugins:
+        - opa-docker-authz
+    check_plugins: true
+    reload: auto
+  register: hooked
 
 - name: Remove one authorization plugin, keep any others
   hardening.docker_authz.daemon_json:
@@ -217,6 +255,15 @@ path:
   returned: always
   type: str
   sample: /etc/docker/daemon.json
+reloaded:
+  description:
+    - With O(reload), how dockerd was reloaded after the change - C(method) (V(systemd) or
+      V(signal)), C(restarted), C(pid) (the dockerd sent SIGHUP), C(seconds) until the API
+      answered; in check mode what would be done (the API is asked, nothing is sent). Null
+      when nothing needed a reload.
+  returned: always
+  type: dict
+  sample: {"method": "signal", "restarted": false, "pid": 412, "seconds": 0.004}
 plugins:
   description: How each authorization plugin was found by O(check_plugins).
   returned: when O(check_plugins) ran
@@ -239,6 +286,14 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.daemon_conf
     apply,
     check_file_attributes,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.dockerd_reload import (  # noqa: E402
+    METHODS,
+    Plan,
+    ReloadError,
+    check_timeout,
+    execute,
+    plan,
+)
 
 
 def main() -> None:
@@ -253,12 +308,24 @@ def main() -> None:
             "check_plugins": {"type": "bool", "default": False},
             "docker_socket": {"type": "path", "default": DEFAULT_DOCKER_SOCKET},
             "lock_timeout": {"type": "float", "default": DEFAULT_LOCK_TIMEOUT},
+            "reload": {"type": "str", "choices": ["none", *METHODS], "default": "none"},
+            "pidfile": {"type": "path", "default": "/var/run/docker.pid"},
+            "reload_timeout": {"type": "int", "default": 60},
         },
         add_file_common_args=True,
         supports_check_mode=True,
     )
     p = module.params
+    planned: list[Plan] = []
+
+    def approve(res: Any) -> None:
+        # before the write: can dockerd be reloaded as asked? (refused with nothing written)
+        if p["reload"] != "none" and (res.reload_required or res.restart_required):
+            planned[:] = [plan(p["reload"], restart=res.restart_required, pidfile=p["pidfile"])]
+
     try:
+        if p["reload"] != "none":
+            check_timeout(float(p["reload_timeout"]))
         check_file_attributes(p["owner"], p["group"], p["mode"])
         res = apply(
             p["path"],
@@ -271,9 +338,12 @@ def main() -> None:
             check_plugins=p["check_plugins"],
             docker_socket=p["docker_socket"],
             lock_timeout=p["lock_timeout"],
+            approve=approve,
         )
     except DaemonConfigError as exc:
         module.fail_json(msg=str(exc), path=p["path"], changed=False)
+    except ReloadError as exc:
+        module.fail_json(msg=f"{exc} Nothing was changed.", path=p["path"], changed=False, **exc.details)
     except OSError as exc:
         module.fail_json(
             msg=f"cannot update {p['path']}: {exc}",
@@ -307,7 +377,24 @@ def main() -> None:
         "changed_keys": res.changed_keys,
         "reload_required": res.reload_required,
         "restart_required": res.restart_required,
+        "reloaded": None,
     }
+    if planned and res.changed:
+        try:
+            reloaded = execute(
+                planned[0],
+                socket_path=p["docker_socket"],
+                timeout=float(p["reload_timeout"]),
+                check_mode=module.check_mode,
+            )
+        except ReloadError as exc:
+            written = "would be written" if module.check_mode else "was written"
+            module.fail_json(
+                msg=f"{res.path} {written}, but dockerd was not reloaded: {exc}",
+                **{**result, "changed": changed, **exc.details},
+            )
+        reloaded.pop("changed", None)
+        result["reloaded"] = reloaded
     if res.backup_file:
         result["backup_file"] = res.backup_file
     if p["check_plugins"] and res.plugins:
