@@ -20,6 +20,10 @@ import os
 import stat
 from typing import Any
 
+from ansible_collections.hardening.docker_authz.plugins.module_utils.bundle import (
+    BundleFilesError,
+    sync_files,
+)
 from ansible_collections.hardening.docker_authz.plugins.module_utils.daemon_config import atomic_write
 
 
@@ -58,14 +62,31 @@ def write_files(
     mode: str | int = "0640",
     directory_mode: str | int = "0750",
     check_mode: bool = False,
+    bundle: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Make ``directory`` (root, ``directory_mode``) hold each of ``files`` ({path: text}, each
-    path inside ``directory``) with that content, owned by root with ``mode``."""
+    path inside ``directory``) with that content, owned by root with ``mode``.
+
+    ``bundle`` ({path, files}): then also make the folder ``path`` inside ``directory`` hold
+    exactly the bundle ``files`` ({relative path: text}; bundle.sync_files, which refuses a
+    non-empty folder without a ``.manifest``) - the OPA config and its bundle in one call."""
     file_mode = _mode(mode, "mode")
     dir_mode = _mode(directory_mode, "directory_mode")
     directory = os.path.normpath(directory)
     if not os.path.isabs(directory):
         raise PolicyFilesError(f"path must be absolute, got {directory!r}")
+    bundle_dir = ""
+    if bundle is not None:
+        bundle_dir = os.path.normpath(str(bundle.get("path") or ""))
+        if os.path.dirname(bundle_dir) != directory:
+            raise PolicyFilesError(
+                f"bundle.path {bundle.get('path')!r} is not a folder directly in {directory}: give a path "
+                "inside the folder (nothing was changed)"
+            )
+        if not isinstance(bundle.get("files"), dict):
+            raise PolicyFilesError("bundle.files must map relative paths to text (nothing was changed)")
+        # the bundle's refusals (a folder that holds no bundle, a path outside it) before any write
+        _with_bundle({"changed": False, "diff": []}, bundle_dir, bundle, 0o640, 0o750, check_mode=True)
     wanted: dict[str, bytes] = {}
     for raw, text in files.items():
         path = os.path.normpath(str(raw))
@@ -117,7 +138,7 @@ def write_files(
                          "after": content.decode("utf-8", "replace")})  # fmt: skip
     result.update(changed=bool(result["directory_changed"] or plan), written=plan, diff=diff)
     if check_mode:
-        return result
+        return _with_bundle(result, bundle_dir, bundle, file_mode, dir_mode, check_mode=True)
 
     if dst is None:
         os.makedirs(directory, mode=0o755, exist_ok=True)
@@ -126,4 +147,32 @@ def write_files(
         os.chmod(directory, dir_mode)
     for path in plan:
         result["warnings"].extend(atomic_write(path, wanted[path], mode=file_mode))
+    return _with_bundle(result, bundle_dir, bundle, file_mode, dir_mode, check_mode=False)
+
+
+def _with_bundle(
+    result: dict[str, Any],
+    bundle_dir: str,
+    bundle: dict[str, Any] | None,
+    file_mode: int,
+    dir_mode: int,
+    *,
+    check_mode: bool,
+) -> dict[str, Any]:
+    if bundle is None:
+        return result
+    try:
+        synced = sync_files(
+            bundle_dir,
+            {str(k): str(v) for k, v in bundle["files"].items()},
+            mode=file_mode,
+            directory_mode=dir_mode,
+            check_mode=check_mode,
+            only_bundles=True,
+        )
+    except BundleFilesError as exc:
+        raise PolicyFilesError(str(exc)) from None
+    result["diff"].extend(synced.pop("diff", []))
+    result["bundle"] = synced
+    result["changed"] = bool(result["changed"] or synced["changed"])
     return result

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 BUNDLE = {"docker_authz_policy_mode": "bundle", "docker_authz_plugin_digest_check": False}
 BUNDLE_DIR = "/etc/docker/policies/bundle"
 OPA_CONFIG = "/etc/docker/policies/opa-config.yaml"
+WRITE = "Write the OPA config and the bundle (files of rules now off are removed)"
 BUNDLE_ARGS = ["-config-file", "/opa/policies/opa-config.yaml"]
 FILE_ARGS = ["-policy-file", "/opa/policies/authz.rego", "-log-only-denied"]
 
@@ -170,7 +171,9 @@ def test_check_mode_predicts_the_bundle_converge_and_changes_nothing(fleet: Flee
     run, _ = fleet.play("harden.yml", BUNDLE, args=["--check", "--diff"])
     assert run.returncode == 0, run.stdout[-4000:]
     assert fleet.recap(run)["changed"] > 0
-    assert fleet.task(run, "Write the OPA config")["result"]["changed"]
+    predicted = fleet.task(run, WRITE)["result"]
+    assert predicted["changed"] and predicted["written"] == [OPA_CONFIG], predicted
+    assert predicted["bundle"]["changed"] and ".manifest" in predicted["bundle"]["written"], predicted
     assert "file:///opa/policies/bundle" in run.stdout, "diff mode shows the OPA config"
     assert bundle_state(fleet) == before
     fleet.assert_not_enforced()
@@ -193,6 +196,8 @@ def test_converge_in_bundle_mode_enforces_through_the_bundle(fleet: Fleet) -> No
     assert modes.stdout.split() == ["750", "640", "640"], modes.stdout
     verify = fleet.task(run, "Verify that the plugin enforces the policy")
     assert verify["status"] == "ok" and verify["result"]["counts"]["failed"] == 0
+    # the OPA config and the bundle were one module call
+    assert fleet.ran(run, "Write the") == [WRITE]
     # console decision logs land in dockerd's log
     assert "Decision Log" in fleet.host.dockerd_log()
 
@@ -207,8 +212,7 @@ def test_second_bundle_converge_changes_nothing(fleet: Fleet) -> None:
     # the host read showed the same bundle and OPA config (content and modes): no write runs, and
     # the bundle that passed the first converge's compile is not compiled again (compile cache);
     # nothing is written on the controller without a signing key
-    assert fleet.ran(run, "Write the bundle") == [], fleet.ran(run, "Write the bundle")
-    assert fleet.ran(run, "Write the OPA config") == []
+    assert fleet.ran(run, "Write the") == [], fleet.ran(run, "Write the")
     assert fleet.ran(run, "Compile the bundle on the controller") == []
     assert fleet.ran(run, "Create a scratch folder") == []
     assert bundle_state(fleet) == before
@@ -218,8 +222,9 @@ def test_second_bundle_converge_changes_nothing(fleet: Fleet) -> None:
     fleet.host.exec("chmod", "0644", f"{BUNDLE_DIR}/.manifest", OPA_CONFIG)
     run, _ = fleet.play("harden.yml", BUNDLE)
     assert run.returncode == 0, run.stdout[-4000:]
-    assert fleet.task(run, "Write the bundle (files of rules now off are removed)")["result"]["changed"]
-    assert fleet.task(run, "Write the OPA config")["result"]["changed"]
+    repaired = fleet.task(run, WRITE)["result"]
+    assert repaired["changed"] and repaired["written"] == [OPA_CONFIG], repaired
+    assert repaired["bundle"]["changed"] and repaired["bundle"]["written"] == [], "content alone unchanged"
     modes = fleet.host.exec("stat", "-c", "%a", OPA_CONFIG, f"{BUNDLE_DIR}/.manifest")
     assert modes.stdout.split() == ["640", "640"], modes.stdout
     fleet.assert_enforced()
@@ -249,7 +254,7 @@ def test_policy_change_restarts_the_plugin_in_place_without_a_window(fleet: Flee
     assert restart["result"]["changed"] and restart["result"]["new_pids"], restart
     TIMINGS["bundle: restart in place, kill -> API answers"] = restart["result"]["seconds"]
     TIMINGS["bundle: slowest API call during the converge"] = result.slowest()
-    assert fleet.ran(run, "Reload dockerd and wait") == [], "no reload, the plugin never left the chain"
+    assert fleet.reloads(run) == [], "no reload, the plugin never left the chain"
     assert h.dockerd_pid() == pid
     privileged = [c for c in result.calls if c["kind"] == "privileged"]
     assert len(privileged) > 10, "the load ran during the converge"

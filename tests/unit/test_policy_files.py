@@ -96,3 +96,38 @@ def test_bad_modes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyFilesError, match=r"directory_mode must be an octal mode"):
         write_files(str(tmp_path / "p"), {str(tmp_path / "p" / "a"): "x"}, directory_mode="99999")
     assert not (tmp_path / "p").exists()
+
+
+def test_the_opa_config_and_its_bundle_in_one_call(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    config = str(folder / "opa-config.yaml")
+    files = {".manifest": "{}\n", "docker/authz/lib.rego": "package x\n"}
+    bundle = {"path": str(folder / "bundle"), "files": files}
+    checked = write_files(str(folder), {config: "a: 1\n"}, bundle=bundle, check_mode=True)
+    assert checked["changed"] and checked["bundle"]["written"] == [".manifest", "docker/authz/lib.rego"]
+    assert not folder.exists(), "check mode wrote something"
+    done = write_files(str(folder), {config: "a: 1\n"}, bundle=bundle)
+    assert done["written"] == [config] and done["bundle"]["changed"]
+    lib = folder / "bundle" / "docker" / "authz" / "lib.rego"
+    assert lib.read_text() == "package x\n" and stat.S_IMODE(lib.stat().st_mode) == 0o640
+    assert stat.S_IMODE((folder / "bundle").stat().st_mode) == 0o750
+    again = write_files(str(folder), {config: "a: 1\n"}, bundle=bundle)
+    assert not again["changed"] and not again["bundle"]["changed"]
+    # a rule now off: its file goes; the OPA config is not written again
+    fewer = {**bundle, "files": {".manifest": "{}\n"}}
+    dropped = write_files(str(folder), {config: "a: 1\n"}, bundle=fewer)
+    assert dropped["written"] == [] and dropped["bundle"]["removed"] == ["docker/authz/lib.rego"]
+
+
+def test_a_bundle_the_call_must_not_touch_changes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    (folder / "bundle").mkdir(parents=True)
+    (folder / "bundle" / "notes.txt").write_text("someone's\n")
+    config = str(folder / "opa-config.yaml")
+    with pytest.raises(PolicyFilesError, match=r"holds no bundle \(.manifest\).*Nothing was changed"):
+        write_files(str(folder), {config: "a: 1\n"}, bundle={"path": str(folder / "bundle"), "files": {}})
+    assert not os.path.exists(config), "the OPA config was written before the bundle was refused"
+    with pytest.raises(PolicyFilesError, match="not a folder directly in"):
+        outside = {"path": str(tmp_path / "elsewhere"), "files": {}}
+        write_files(str(folder), {config: "a: 1\n"}, bundle=outside)
+    assert not os.path.exists(config)

@@ -19,6 +19,9 @@ description:
     plugin never reads half a policy. A symbolic link at a file's path is replaced by the file,
     as C(ansible.builtin.copy) does.
   - A file whose content, owner and mode already match is not touched.
+  - With O(bundle), the same call also makes a folder inside O(path) hold exactly an OPA
+    bundle's files (the OPA config and the bundle it loads, in one call). What would refuse the
+    bundle is checked before anything is written.
   - Must run as root.
 author:
   - hardening.docker_authz contributors
@@ -36,9 +39,26 @@ options:
     type: str
     default: '0640'
   directory_mode:
-    description: The folder's mode.
+    description: The folder's mode (also the bundle's folders).
     type: str
     default: '0750'
+  bundle:
+    description:
+      - An OPA bundle to write in a folder directly inside O(path), files of O(mode) and folders
+        of O(directory_mode) (what M(hardening.docker_authz.bundle_files) does with
+        C(only_bundles=true)) - files not in C(files) are removed.
+      - A folder that is not empty and holds no C(.manifest) is refused (it is not a bundle a
+        run wrote), before anything is written.
+    type: dict
+    suboptions:
+      path:
+        description: The bundle folder (absolute, directly inside O(path)).
+        type: path
+        required: true
+      files:
+        description: The bundle's files, as path relative to the bundle folder to text content.
+        type: dict
+        required: true
 attributes:
   check_mode:
     support: full
@@ -52,6 +72,15 @@ EXAMPLES = r"""
     path: /etc/docker/policies
     files:
       /etc/docker/policies/authz.rego: "{{ policy_text }}"
+
+- name: Write the OPA config and the bundle it loads
+  hardening.docker_authz.policy_files:
+    path: /etc/docker/policies
+    files:
+      /etc/docker/policies/opa-config.yaml: "{{ opa_config_text }}"
+    bundle:
+      path: /etc/docker/policies/bundle
+      files: "{{ bundle_files }}"
 """
 
 RETURN = r"""
@@ -65,6 +94,13 @@ written:
   type: list
   elements: str
   sample: ["/etc/docker/policies/authz.rego"]
+bundle:
+  description:
+    - With O(bundle), what changed in the bundle folder - C(changed), C(exists) (before the
+      run), C(written) and C(removed) (paths relative to the bundle folder).
+  returned: with O(bundle)
+  type: dict
+  sample: {"changed": true, "exists": false, "written": [".manifest", "lib.rego"], "removed": []}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -82,6 +118,13 @@ def main() -> None:
             "files": {"type": "dict", "required": True},
             "mode": {"type": "str", "default": "0640"},
             "directory_mode": {"type": "str", "default": "0750"},
+            "bundle": {
+                "type": "dict",
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "files": {"type": "dict", "required": True},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -98,6 +141,7 @@ def main() -> None:
             mode=p["mode"],
             directory_mode=p["directory_mode"],
             check_mode=module.check_mode,
+            bundle=p["bundle"],
         )
     except (PolicyFilesError, OSError) as exc:
         module.fail_json(msg=f"writing the policy files in {p['path']}: {exc}")
