@@ -145,6 +145,27 @@ def release(path: str, run_id: str, *, check_mode: bool = False) -> dict[str, An
     return {"changed": True, "released": True, "message": f"lock {path} released"}
 
 
+def release_after_verification(
+    lock: dict[str, Any], *, enforced_expected: bool, check_mode: bool = False
+) -> dict[str, Any]:
+    """authz_verify's ``release_lock`` ({run_id, path}), called only after a verification that
+    passed: release this run's lock; keep it after a report-only verification (which proves
+    nothing). The result: released, run_id, message."""
+    run_id = str(lock.get("run_id") or "")
+    if not enforced_expected:
+        kept = "kept: a report-only verification proves nothing"
+        return {"released": False, "run_id": run_id, "message": kept}
+    if not run_id.strip():
+        raise LockError("release_lock.run_id must not be empty")
+    path = str(lock.get("path") or DEFAULT_PATH)
+    try:
+        done = release(path, run_id, check_mode=check_mode)
+    except OSError as exc:
+        why = f"the verification passed, but the lock {path} could not be released: {exc}"
+        raise LockError(why) from None
+    return {"released": done["released"], "run_id": run_id, "message": done["message"]}
+
+
 def under_lock(lock: dict[str, Any] | None, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``read()`` after taking the lock (``lock``: run_id, playbook, controller, path,
     stale_seconds, check - check the lock without taking it, as in check mode), with the

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from module_utils import hostlock
 from module_utils.hostlock import LockError, acquire, release, under_lock
 
 
@@ -92,3 +94,21 @@ def test_under_lock_in_check_mode_takes_nothing(tmp_path: Path) -> None:
     assert result["lock"]["acquired"] is False and not Path(path).exists()
     with pytest.raises(LockError, match=r"lock\.run_id must not be empty"):
         under_lock({"run_id": " ", "path": path}, lambda: {})
+
+
+def test_release_after_verification_releases_only_this_runs_lock(tmp_path: Path) -> None:
+    """authz_verify's release_lock, after a passing verification."""
+    path = str(tmp_path / "lock")
+    hostlock.acquire(path, "run-a")
+    lock = {"run_id": "run-a", "path": path}
+    kept = hostlock.release_after_verification(lock, enforced_expected=False)
+    assert kept["released"] is False and "report-only" in kept["message"] and os.path.exists(path)
+    other = hostlock.release_after_verification({"run_id": "run-b", "path": path}, enforced_expected=True)
+    assert other["released"] is False and os.path.exists(path)
+    checked = hostlock.release_after_verification(lock, enforced_expected=True, check_mode=True)
+    assert checked["released"] is True and os.path.exists(path), "check mode removed the lock"
+    done = hostlock.release_after_verification(lock, enforced_expected=True)
+    assert done == {"released": True, "run_id": "run-a", "message": f"lock {path} released"}
+    assert not os.path.exists(path)
+    with pytest.raises(hostlock.LockError, match="run_id must not be empty"):
+        hostlock.release_after_verification({"run_id": " ", "path": path}, enforced_expected=True)

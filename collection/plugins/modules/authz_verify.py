@@ -352,7 +352,10 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.hostlock import (  # noqa: E402
     DEFAULT_PATH as LOCK_PATH,
 )
-from ansible_collections.hardening.docker_authz.plugins.module_utils.hostlock import release  # noqa: E402
+from ansible_collections.hardening.docker_authz.plugins.module_utils.hostlock import (  # noqa: E402
+    LockError,
+    release_after_verification,
+)
 from ansible_collections.hardening.docker_authz.plugins.module_utils.probes import (  # noqa: E402
     DEFAULT_ALIAS,
     PROFILES,
@@ -417,26 +420,13 @@ def main() -> None:
         module.warn(warning)
     if result.pop("failed_verification", False):
         module.fail_json(**result)  # the lock stays: the rollback runs under it
-    lock = p["release_lock"]
-    if lock and not p["expect_enforced"]:
-        result["lock"] = {
-            "released": False,
-            "run_id": lock["run_id"],
-            "message": "kept: a report-only verification proves nothing",
-        }
-    elif lock:
-        if not lock["run_id"].strip():
-            module.fail_json(msg="release_lock.run_id must not be empty", **result)
+    if p["release_lock"]:
         try:
-            released = release(lock["path"], lock["run_id"], check_mode=module.check_mode)
-        except OSError as exc:
-            why = f"the verification passed, but the lock {lock['path']} could not be released: {exc}"
-            module.fail_json(msg=why, **result)
-        result["lock"] = {
-            "released": released["released"],
-            "run_id": lock["run_id"],
-            "message": released["message"],
-        }
+            result["lock"] = release_after_verification(
+                p["release_lock"], enforced_expected=p["expect_enforced"], check_mode=module.check_mode
+            )
+        except LockError as exc:
+            module.fail_json(msg=str(exc), **result)
     module.exit_json(**result)
 
 
