@@ -28,6 +28,7 @@ DAEMON_JSON = "/etc/docker/daemon.json"
 BUSYBOX = "local/busybox:latest"
 ROLE = "hardening.docker_authz.opa_authz : "
 HOOK = "Add the plugin to authorization-plugins in daemon.json and reload dockerd"
+UNHOOK = "Remove the plugins from authorization-plugins before changing ours, and reload dockerd"
 # Wall time of notable playbook runs, printed at the end of the session (numbers, not asserts).
 TIMINGS: dict[str, float] = {}
 
@@ -92,8 +93,8 @@ class Fleet:
         return run.task(ROLE + name, self.host.name)
 
     def reloads(self, run: PlaybookRun) -> list[str]:
-        """The role's tasks that reloaded dockerd on this host: reload.yml's, and the hook's
-        daemon_json call when it reloaded (its `reloaded` result)."""
+        """The role's tasks that reloaded dockerd on this host: reload.yml's, and the hook's and
+        the unhook's daemon_json calls when they reloaded (their `reloaded` result)."""
         return [
             r["task"][len(ROLE) :]
             for r in run.results
@@ -102,7 +103,7 @@ class Fleet:
             and r["status"] != "skipped"
             and (
                 r["task"].startswith(ROLE + "Reload dockerd and wait")
-                or (r["task"] == ROLE + HOOK and r["result"].get("reloaded") is not None)
+                or (r["task"] in (ROLE + HOOK, ROLE + UNHOOK) and r["result"].get("reloaded") is not None)
             )
         ]
 

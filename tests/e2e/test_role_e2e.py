@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ALIAS, DENIED, HOOK, POLICY, ROOT, TIMINGS, Fleet
+from tests.e2e.conftest import ALIAS, DENIED, HOOK, POLICY, ROOT, TIMINGS, UNHOOK, Fleet
 from tests.lib import dind
 from tests.lib.ansible_run import run_playbook
 
@@ -253,6 +253,24 @@ def test_bad_verify_depth_is_refused_before_anything(fleet: Fleet) -> None:
     assert fleet.state() == before
 
 
+def test_bad_role_variables_are_refused_together_before_anything(fleet: Fleet) -> None:
+    before = fleet.state()
+    bad = {
+        "docker_authz_plugin_alias": "Opa Authz",
+        "docker_authz_docker_socket": "docker.sock",
+        "docker_authz_plugin_args": "-policy-file /opa/other.rego",
+    }
+    run, _ = fleet.play("harden.yml", bad)
+    out = _failed_with(fleet, run, "docker_authz_plugin_alias must be a plugin name")
+    # one task reports every problem, each naming its variable and the fix
+    assert "docker_authz_docker_socket must be the absolute path of the Docker socket" in out, out[-3000:]
+    assert "must contain '-policy-file /opa/policies/authz.rego'" in out and "Nothing was changed" in out
+    failed = [r["task"] for r in run.results if r["status"] == "failed"]
+    assert len(failed) == 1 and "Check the plugin, policy mode" in failed[0], failed
+    assert fleet.ran(run, "Read the host's") == []
+    assert fleet.state() == before
+
+
 def test_toggling_a_rule_changes_enforcement_without_a_restart(fleet: Fleet) -> None:
     h = fleet.host
     keeper = h.docker("run", "-d", "--user", "1000:1000", "local/busybox", "sleep", "3600").stdout.strip()
@@ -319,9 +337,8 @@ def test_fault_plugin_that_fails_to_start_rolls_back(fleet: Fleet) -> None:
     out = _failed_with(fleet, run, "Install, configure and enable the plugin")
     assert "Rolled back" in out
     # args change on a hooked plugin: it was unhooked (reload) before it was touched
-    assert fleet.task(run, "Remove the plugins from authorization-plugins before changing ours")["result"][
-        "changed"
-    ]
+    unhook = fleet.task(run, UNHOOK)["result"]
+    assert unhook["changed"] and unhook["reloaded"]["method"] == "signal", unhook
     assert fleet.state() == before
     fleet.assert_enforced()
 
