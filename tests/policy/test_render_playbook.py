@@ -67,9 +67,10 @@ def test_playbook_output_is_byte_identical_to_the_harness(name, tmp_path):
     (compiled,) = check["result"]["results"]
     assert compiled["samples"][0]["allow"] is True
     assert Path(compiled["cached_as"]).parent == cache / "hardening.docker_authz" / "rego_check"
-    facts = run.task(ROLE + "Leave the policy for the deploy step")["result"]["ansible_facts"]
-    assert facts["docker_authz_policy_text"] == expected
-    assert facts["docker_authz_policy_path"] == str(dest)
+    facts = run.task(ROLE + "Choose the Rego dialect and render the policy from the rule variables")["result"]
+    assert facts["ansible_facts"]["docker_authz_policy_text"] == expected
+    where = run.task(ROLE + "Say where the policy was written")["result"]["ansible_facts"]
+    assert where["docker_authz_policy_path"] == str(dest)
     # file mode renders in the controller's process: no scratch folder, no module but the compile
     assert not [r for r in run.results if "scratch folder" in r["task"]]
 
@@ -137,12 +138,13 @@ def test_rego_check_refuses_a_policy_that_does_not_compile(tmp_path):
 def test_the_role_compiles_before_it_deploys():
     tasks = yaml.safe_load((ROOT / "roles/opa_authz/tasks/render.yml").read_text())
     names = [t["name"] for t in tasks]
+    # nothing is written (render_dest.yml) and no bundle is built before the compile check
     assert names.index("Compile the policy on the controller") < names.index(
-        "Write the checked policy where it was asked for"
+        "Write the checked policy or bundle where it was asked for"
     )
-    assert names.index("Compile the policy on the controller") < names.index(
-        "Leave the policy for the deploy step"
-    )
+    assert names.index("Compile the policy on the controller") < names.index("Render and check the bundle")
+    dest_tasks = yaml.safe_load((ROOT / "roles/opa_authz/tasks/render_dest.yml").read_text())
+    assert "Write the checked policy where it was asked for" in [t["name"] for t in dest_tasks]
     main = yaml.safe_load((ROOT / "roles/opa_authz/tasks/main.yml").read_text())
     # the phases run inside the block that holds the host's lock
     locked = next(t for t in main if "block" in t)["block"]
