@@ -65,6 +65,19 @@ def bundle_support_problem(image: str) -> str:
     )
 
 
+V0_BUNDLE = (
+    "docker_authz_rego_version is v0: a bundle is Rego v1 only (plugin 0.9 or later); set "
+    "docker_authz_rego_version to auto or v1, or keep docker_authz_policy_mode: file"
+)
+
+
+def bundle_mode_problem(image: str, dialect: str) -> str:
+    """'' when bundle mode can run with this plugin image and Rego dialect, else the whole error
+    message (what is wrong and the fix)."""
+    problem = bundle_support_problem(image) or (V0_BUNDLE if dialect != "v1" else "")
+    return f"docker_authz_policy_mode is bundle, but {problem}. Nothing was changed." if problem else ""
+
+
 # ------------------------------------------------------------------ signing (OPA bundle format)
 SIGNATURES_FILE = ".signatures.json"
 

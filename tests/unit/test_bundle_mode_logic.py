@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 
 from module_utils.bundle import (
     BundleFilesError,
+    bundle_mode_problem,
     bundle_support_problem,
     read_bundle_dir,
     signatures_document,
@@ -132,3 +133,23 @@ def test_find_plugin_pids_follows_the_shim(tmp_path: Path) -> None:
     proc(190, 170, ["sleep"], "0::/other\n")
     assert find_plugin_pids(plugin_id, str(tmp_path)) == [188]
     assert find_plugin_pids("f" * 64, str(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    ("image", "dialect", "text"),
+    [
+        ("ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64", "v1", ""),
+        ("registry.example.com/mirror/opa-docker-authz:latest", "v1", ""),
+        ("openpolicyagent/opa-docker-authz-v2:0.4", "v0", "opa-docker-authz 0.4 has no -config-file"),
+        ("openpolicyagent/opa-docker-authz-v2:0.8", "v0", "cannot load a bundle directory"),
+        ("ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64", "v0", "a bundle is Rego v1 only"),
+        ("registry.example.com/opa-docker-authz:site", "v1", "cannot tell from the plugin image tag 'site'"),
+    ],
+)
+def test_bundle_mode_problem_names_the_cause_and_the_fix(image: str, dialect: str, text: str) -> None:
+    problem = bundle_mode_problem(image, dialect)
+    if not text:
+        assert problem == ""
+    else:
+        assert problem.startswith("docker_authz_policy_mode is bundle, but ") and text in problem, problem
+        assert problem.endswith("Nothing was changed."), problem

@@ -21,6 +21,7 @@ logic lives in module_utils/policy.py (pure functions, unit-tested).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,12 +100,39 @@ def policy_rego(variables: Mapping[str, Any], dialect: str = "v1") -> str:
         raise AnsibleFilterError(f"Cannot assemble the policy: {exc}") from None
 
 
+BUNDLE_ROOTS = ["docker/authz", "system/log"]
+
+
+def _bundle_problem(files: Mapping[str, str]) -> str:
+    """'' when the bundle has what the plugin needs (a .manifest with the roots and a revision,
+    docker/authz/data.json with the config, Rego files), else what is missing."""
+    try:
+        manifest = json.loads(files[".manifest"])
+        config = json.loads(files["docker/authz/data.json"])["config"]
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"no readable .manifest or docker/authz/data.json with a config ({exc})"
+    if manifest.get("roots") != BUNDLE_ROOTS or not manifest.get("revision"):
+        return f"the manifest has roots {manifest.get('roots')} and revision {manifest.get('revision')!r}"
+    if not isinstance(config, Mapping) or not any(
+        p.startswith("docker/authz/") and p.endswith(".rego") for p in files
+    ):
+        return "the config is not an object, or there is no Rego file under docker/authz"
+    return ""
+
+
 def policy_bundle(variables: Mapping[str, Any]) -> dict[str, str]:
     """The OPA bundle (bundle mode, Rego v1): {path inside the bundle directory: content}."""
     try:
-        return policy_bundle_files(_sources(), _config(variables, "policy_bundle"))
+        files = policy_bundle_files(_sources(), _config(variables, "policy_bundle"))
     except ValueError as exc:
         raise AnsibleFilterError(f"Cannot assemble the policy bundle: {exc}") from None
+    problem = _bundle_problem(files)
+    if problem:  # the assembly builds these itself: a failure here is a bug
+        raise AnsibleFilterError(
+            f"The bundle built from the rule variables is incomplete: {problem}. This is a bug of the "
+            "collection; nothing was changed."
+        )
+    return files
 
 
 def _checkable(item: Any) -> bool:
