@@ -20,11 +20,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import (
-    ExplainError,
-    explain_fleet,
-    render_text,
-)
+# module_utils.explain is imported by the filters that use it: Ansible loads every filter file of
+# the collection in each task's worker that calls any of the collection's filters.
 
 FACTS_VAR = "docker_authz_explain_facts"
 DECISIONS_VAR = "docker_authz_explain_decisions"
@@ -84,6 +81,11 @@ def explain_decisions(
     """``keep_allowed``: list allowed decisions that no audit rule flags too (else only would-be denials)."""
     if not isinstance(hosts, (list, tuple)):
         raise AnsibleFilterError(f"explain_decisions expects the list of hosts, got {type(hosts).__name__}")
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import (
+        ExplainError,
+        explain_fleet,
+    )
+
     try:
         # Hosts the playbook did not try (left out by --limit) have nothing registered: not listed.
         return explain_fleet(
@@ -101,6 +103,8 @@ def explain_decisions(
 def explain_text(doc: Mapping[str, Any]) -> str:
     if not isinstance(doc, Mapping) or "hosts" not in doc:
         raise AnsibleFilterError("explain_text expects the document made by explain_decisions")
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import render_text
+
     return render_text(doc)
 
 

@@ -14,16 +14,15 @@ The logic lives in module_utils/report.py (pure functions, unit-tested).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import (
-    ExplainError,
-    PolicyEvaluator,
-    explain_host,
-)
-from ansible_collections.hardening.docker_authz.plugins.module_utils.report import build_report, render_html
+# module_utils.report and .explain (with probes.py, the largest) are imported by the filters that
+# use them: Ansible loads every filter file of the collection in each task's worker that calls any
+# of the collection's filters, and the role's own tasks use others.
+if TYPE_CHECKING:
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import PolicyEvaluator
 
 FACTS_VAR = "docker_authz_report_facts"
 VERIFY_VAR = "docker_authz_report_verify"
@@ -64,6 +63,11 @@ def _denials(hostvars: Any, host: str, cache: dict[str, PolicyEvaluator]) -> dic
         return {}
     if decisions.get("failed"):
         return {"denials": [], "denials_error": f"the decision log was not collected: {decisions.get('msg')}"}
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.explain import (
+        ExplainError,
+        explain_host,
+    )
+
     try:
         explained = explain_host(host, decisions, decisions.get("policy"), cache)
     except ExplainError as exc:
@@ -103,12 +107,16 @@ def fleet_report(
     finally:
         for ev in cache.values():
             ev.close()
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.report import build_report
+
     return build_report(entries, generated_at, min(starts) if starts else denials_since)
 
 
 def fleet_report_html(report: Mapping[str, Any]) -> str:
     if not isinstance(report, Mapping) or "hosts" not in report:
         raise AnsibleFilterError("fleet_report_html expects the document made by fleet_report")
+    from ansible_collections.hardening.docker_authz.plugins.module_utils.report import render_html
+
     return render_html(report)
 
 
