@@ -112,3 +112,32 @@ def test_release_after_verification_releases_only_this_runs_lock(tmp_path: Path)
     assert not os.path.exists(path)
     with pytest.raises(hostlock.LockError, match="run_id must not be empty"):
         hostlock.release_after_verification({"run_id": " ", "path": path}, enforced_expected=True)
+
+
+def test_module_warns_through_ansible_without_deprecated_result_keys(tmp_path: Path) -> None:
+    """authz_lock under ansible-playbook (the lock file in tmp_path): taking over a stale lock
+    is a warning of the task (module.warn), not a `warnings` result key (deprecated in 2.19)."""
+    from tests.lib.ansible_run import run_playbook
+
+    path = tmp_path / "lock"
+    acquire(str(path), "old-run", now=1000.0)  # long stale
+    play = f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Take
+      hardening.docker_authz.authz_lock:
+        path: {path}
+        run_id: new-run
+    - name: Release
+      hardening.docker_authz.authz_lock:
+        path: {path}
+        run_id: new-run
+        state: released
+"""
+    run = run_playbook(play, tmp_path)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert any("took over the stale lock" in w for w in run.task("Take")["result"]["warnings"]), out[-3000:]
+    assert run.task("Release")["result"]["released"] is True and not path.exists()
+    assert "Passing `warnings`" not in out and "DEPRECATION" not in out, out[-3000:]

@@ -131,3 +131,25 @@ def test_a_bundle_the_call_must_not_touch_changes_nothing(tmp_path: Path) -> Non
         outside = {"path": str(tmp_path / "elsewhere"), "files": {}}
         write_files(str(folder), {config: "a: 1\n"}, bundle=outside)
     assert not os.path.exists(config)
+
+
+def test_module_passes_no_deprecated_result_keys_to_ansible(tmp_path: Path) -> None:
+    """The module file under ansible-playbook (a folder in tmp_path): its warnings go through
+    module.warn; a `warnings` key in the result is deprecated in ansible-core 2.19."""
+    from tests.lib.ansible_run import run_playbook
+
+    folder = tmp_path / "policies"
+    play = f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Write
+      hardening.docker_authz.policy_files:
+        path: {folder}
+        files: {{"{folder}/authz.rego": "package docker.authz\\n"}}
+"""
+    run = run_playbook(play, tmp_path)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert run.task("Write")["result"]["written"] == [str(folder / "authz.rego")]
+    assert "Passing `warnings`" not in out and "DEPRECATION" not in out, out[-3000:]

@@ -165,6 +165,8 @@ def main() -> None:
         module.fail_json(msg=str(exc), **dict(getattr(exc, "details", {}) or {}))
     if not module._diff:
         result.pop("diff", None)
+    for warning in result.pop("warnings", []):  # (a `warnings` result key is deprecated in ansible-core 2.19)
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -108,6 +108,8 @@ def main() -> None:
             )
     except (LockError, OSError) as exc:
         module.fail_json(msg=str(exc))
+    for warning in result.pop("warnings", []):  # (a `warnings` result key is deprecated in ansible-core 2.19)
+        module.warn(warning)
     module.exit_json(**result)
 
 

@@ -148,6 +148,8 @@ def main() -> None:
     diff = result.pop("diff")
     if module._diff and diff:
         result["diff"] = diff
+    for warning in result.pop("warnings", []):  # (a `warnings` result key is deprecated in ansible-core 2.19)
+        module.warn(warning)
     module.exit_json(**result)
 
 
