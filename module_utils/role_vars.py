@@ -29,14 +29,11 @@ POLICY_DEST = re.compile(r"/etc/docker/.+\.rego")
 PLUGIN_ROOT = "/opa"
 
 
-def _text(value: Any) -> str:
-    """A value as Jinja's `string` filter would print it in a message."""
-    return str(value)
-
-
-def _is_whole(value: Any) -> bool:
-    """A whole number of seconds: an int, or a string of digits (bool is not a number here)."""
-    return not isinstance(value, bool) and WHOLE_NUMBER.fullmatch(str(value)) is not None
+def _seconds(value: Any) -> int | None:
+    """A whole number of seconds (an int, or a string of digits; a bool is not one), else None."""
+    if isinstance(value, bool) or WHOLE_NUMBER.fullmatch(str(value)) is None:
+        return None
+    return int(str(value))
 
 
 def plugin_path(host_path: str) -> str:
@@ -58,17 +55,17 @@ def _plugin_problems(v: Mapping[str, Any]) -> list[str]:
     if not isinstance(alias, str) or ALIAS.fullmatch(alias) is None:
         problems.append(
             f"docker_authz_plugin_alias must be a plugin name (lower case letters, digits, '.', '_', '-', "
-            f"starting with a letter or digit), got {_text(alias)!r}."
+            f"starting with a letter or digit), got {str(alias)!r}."
         )
     image = v.get("plugin_image")
     if not isinstance(image, str) or not image or re.search(r"\s", image):
         problems.append(
             "docker_authz_plugin_image must be a plugin reference without spaces, such as "
-            f"ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64, got {_text(image)!r}."
+            f"ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64, got {str(image)!r}."
         )
     if not isinstance(v.get("plugin_args"), str):
         problems.append(
-            f"docker_authz_plugin_args must be a string of opa-args, got {_text(v.get('plugin_args'))!r}."
+            f"docker_authz_plugin_args must be a string of opa-args, got {str(v.get('plugin_args'))!r}."
         )
     return problems
 
@@ -79,19 +76,19 @@ def _mode_problems(v: Mapping[str, Any]) -> list[str]:
     if mode not in POLICY_MODES:
         problems.append(
             "docker_authz_policy_mode must be file (the plugin reads one policy file on every request) or "
-            f"bundle (an OPA bundle loaded once through -config-file), got {_text(mode)!r}."
+            f"bundle (an OPA bundle loaded once through -config-file), got {str(mode)!r}."
         )
     timeout = v.get("bundle_activation_timeout")
-    if not _is_whole(timeout) or int(str(timeout)) < MIN_ACTIVATION_TIMEOUT:
+    if (_seconds(timeout) or 0) < MIN_ACTIVATION_TIMEOUT:
         problems.append(
             f"docker_authz_bundle_activation_timeout must be a number of seconds of at least "
             f"{MIN_ACTIVATION_TIMEOUT} (dockerd gives a plugin that does not serve 12.5 s before it disables "
-            f"it), got {_text(timeout)!r}."
+            f"it), got {str(timeout)!r}."
         )
     if not isinstance(v.get("opa_config_extra"), Mapping):
         problems.append(
             "docker_authz_opa_config_extra must be a dictionary (merged into the OPA config), got "
-            f"{_text(v.get('opa_config_extra'))!r}."
+            f"{str(v.get('opa_config_extra'))!r}."
         )
     return problems
 
@@ -102,7 +99,7 @@ def _bundle_problems(v: Mapping[str, Any]) -> list[str]:
     if not isinstance(url, str) or (url and SERVICE_URL.fullmatch(url) is None):
         problems.append(
             "docker_authz_bundle_service_url must be empty (a local bundle) or an http(s) URL such as "
-            f"https://bundles.example.com, got {_text(url)!r}."
+            f"https://bundles.example.com, got {str(url)!r}."
         )
     resource = v.get("bundle_resource")
     if (
@@ -113,19 +110,20 @@ def _bundle_problems(v: Mapping[str, Any]) -> list[str]:
     ):
         problems.append(
             "docker_authz_bundle_resource must be a relative path on the bundle service, such as "
-            f"bundles/authz.tar.gz, got {_text(resource)!r}."
+            f"bundles/authz.tar.gz, got {str(resource)!r}."
         )
     low, high = v.get("bundle_polling_min_seconds"), v.get("bundle_polling_max_seconds")
-    if not (_is_whole(low) and _is_whole(high) and 1 <= int(str(low)) <= int(str(high))):
+    low_s, high_s = _seconds(low), _seconds(high)
+    if low_s is None or high_s is None or not 1 <= low_s <= high_s:
         problems.append(
             "docker_authz_bundle_polling_min_seconds and docker_authz_bundle_polling_max_seconds must be "
-            f"whole seconds with 1 <= min <= max, got {_text(low)!r} and {_text(high)!r}."
+            f"whole seconds with 1 <= min <= max, got {str(low)!r} and {str(high)!r}."
         )
     key = v.get("bundle_signing_key")
     if not isinstance(key, str) or (key and not key.startswith("/")):
         problems.append(
             "docker_authz_bundle_signing_key must be empty (an unsigned bundle) or an absolute path on the "
-            f"controller, got {_text(key)!r}."
+            f"controller, got {str(key)!r}."
         )
     return problems
 
@@ -149,8 +147,8 @@ def _args_problems(v: Mapping[str, Any], opa_config_in_plugin: str, opa_config_d
                 f"({opa_config_dest}, which the plugin sees as {opa_config_in_plugin}). "
                 f"docker_authz_plugin_bundle_args must contain '-config-file {opa_config_in_plugin}' and no "
                 "-policy-file, and docker_authz_policy_dir must be under /etc/docker. "
-                f"Got docker_authz_plugin_bundle_args='{_text(args)}', "
-                f"docker_authz_policy_dest={_text(dest)}."
+                f"Got docker_authz_plugin_bundle_args='{args!s}', "
+                f"docker_authz_policy_dest={dest!s}."
             ]
         return []
     args = v.get("plugin_args")
@@ -164,7 +162,7 @@ def _args_problems(v: Mapping[str, Any], opa_config_in_plugin: str, opa_config_d
             "fails open without a policy file). docker_authz_policy_dest must be a .rego file under "
             f"/etc/docker (the plugin sees /etc/docker as {PLUGIN_ROOT}), and docker_authz_plugin_args must "
             f"contain '-policy-file {expected}' and no -config-file. "
-            f"Got docker_authz_policy_dest={_text(dest)}, docker_authz_plugin_args='{args}'."
+            f"Got docker_authz_policy_dest={dest!s}, docker_authz_plugin_args='{args}'."
         ]
     return []
 
@@ -175,22 +173,22 @@ def _daemon_problems(v: Mapping[str, Any]) -> list[str]:
     if not isinstance(socket, str) or re.match(r"(unix://)?/", socket) is None:
         problems.append(
             "docker_authz_docker_socket must be the absolute path of the Docker socket (unix:// optional), "
-            f"such as /var/run/docker.sock, got {_text(socket)!r}."
+            f"such as /var/run/docker.sock, got {str(socket)!r}."
         )
     for name in ("daemon_json_path", "docker_pidfile"):
         value = v.get(name)
         if not isinstance(value, str) or not value.startswith("/"):
-            problems.append(f"docker_authz_{name} must be an absolute path, got {_text(value)!r}.")
+            problems.append(f"docker_authz_{name} must be an absolute path, got {str(value)!r}.")
     if v.get("reload_method") not in RELOAD_METHODS:
         problems.append(
             f"docker_authz_reload_method must be one of {', '.join(RELOAD_METHODS)}, "
-            f"got {_text(v.get('reload_method'))!r}."
+            f"got {str(v.get('reload_method'))!r}."
         )
     timeout = v.get("api_timeout")
-    if not _is_whole(timeout) or int(str(timeout)) < 1:
+    if (_seconds(timeout) or 0) < 1:
         problems.append(
             "docker_authz_api_timeout must be a positive whole number of seconds, "
-            f"got {_text(v.get('api_timeout'))!r}."
+            f"got {str(v.get('api_timeout'))!r}."
         )
     return problems
 
@@ -200,7 +198,7 @@ def _dictionary_problems(v: Mapping[str, Any]) -> list[str]:
     if not isinstance(v.get("verify_rules"), Mapping):
         problems.append(
             "docker_authz_verify_rules must be a dictionary of rule variables without the prefix "
-            f"(for example {{deny_privileged: true}}), got {_text(v.get('verify_rules'))!r}."
+            f"(for example {{deny_privileged: true}}), got {str(v.get('verify_rules'))!r}."
         )
     if not isinstance(v.get("registry_auth"), Mapping):
         problems.append(

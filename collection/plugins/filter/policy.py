@@ -29,7 +29,9 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.policy import (
+    BUNDLE_ROOT,
     LOG_POLICY,
+    LOG_ROOT,
     POLICY_LIBRARY,
     POLICY_VARIABLES,
     RULE_IDS,
@@ -100,21 +102,18 @@ def policy_rego(variables: Mapping[str, Any], dialect: str = "v1") -> str:
         raise AnsibleFilterError(f"Cannot assemble the policy: {exc}") from None
 
 
-BUNDLE_ROOTS = ["docker/authz", "system/log"]
-
-
 def _bundle_problem(files: Mapping[str, str]) -> str:
     """'' when the bundle has what the plugin needs (a .manifest with the roots and a revision,
     docker/authz/data.json with the config, Rego files), else what is missing."""
     try:
         manifest = json.loads(files[".manifest"])
-        config = json.loads(files["docker/authz/data.json"])["config"]
+        config = json.loads(files[f"{BUNDLE_ROOT}/data.json"])["config"]
     except (KeyError, TypeError, ValueError) as exc:
         return f"no readable .manifest or docker/authz/data.json with a config ({exc})"
-    if manifest.get("roots") != BUNDLE_ROOTS or not manifest.get("revision"):
+    if manifest.get("roots") != [BUNDLE_ROOT, LOG_ROOT] or not manifest.get("revision"):
         return f"the manifest has roots {manifest.get('roots')} and revision {manifest.get('revision')!r}"
     if not isinstance(config, Mapping) or not any(
-        p.startswith("docker/authz/") and p.endswith(".rego") for p in files
+        p.startswith(f"{BUNDLE_ROOT}/") and p.endswith(".rego") for p in files
     ):
         return "the config is not an object, or there is no Rego file under docker/authz"
     return ""
