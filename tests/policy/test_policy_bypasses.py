@@ -421,3 +421,79 @@ def test_key_case_inside_data_keyed_maps(dialect):
     bindings = {"portbindings": {"80/TCP": [{"hostip": "", "HOSTPORT": "80"}]}}
     req = raw("POST", "/v1.41/containers/create", json.dumps(compliant_body(**bindings)))
     assert denied(policy, req, "ports:")
+
+
+# ---- the body's normalisation (lib.rego): the cheap proof of unambiguous keys, the folded
+# top level and HostConfig, and the deep paths read only when a rule asks for them -------------
+AMBIGUOUS = {
+    # keys that fold alike with different values, at every depth and with both special folds
+    "nested-in-mounts": {"Mounts": [{"Type": "bind", "type": "volume", "Source": "/srv", "Target": "/x"}]},
+    "long-s": {"Binds": ["/srv/a:/a"], "Bind\u017f": ["/srv/b:/b"]},
+    "kelvin": {"NetworkMode": "default", "Networ\u212aMode": "bridge"},
+    "inside-log-config": {"LogConfig": {"Type": "json-file", "Config": {"max-size": "1m", "MAX-SIZE": "2m"}}},
+    "object-values": {"LogConfig": {"Type": "json-file", "Config": {}}, "logconfig": {"Type": "json-file"}},
+}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(AMBIGUOUS))
+def test_ambiguous_keys_are_found_at_every_depth(name, dialect):
+    policy = compiled(dialect, profile="restricted")
+    body = json.dumps(compliant_body(**AMBIGUOUS[name]))
+    allow, deny = policy.decide(raw("POST", "/v1.41/containers/create", body))
+    reasons = [r for r in deny if r.startswith("body: keys that differ only in case")]
+    assert not allow and reasons, deny
+    assert all('["hostconfig",' in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_keys_that_fold_alike_with_equal_values_are_read_once(dialect):
+    """Equal values are not ambiguous: allowed, and the rules still read the value (the memory
+    limit that restricted requires) through the folded HostConfig."""
+    policy = compiled(dialect, profile="restricted")
+    text = json.dumps(compliant_body())[:-2] + ', "memory": 67108864, "MEMORY": 67108864}}'
+    allow, deny = policy.decide(raw("POST", "/v1.41/containers/create", text))
+    assert allow, deny
+    nolimit = json.dumps(compliant_body(Memory=0))[:-2] + ', "memory": 0}}'
+    assert denied(policy, raw("POST", "/v1.41/containers/create", nolimit), "resource_limits:")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_special_folding_characters_in_values_are_not_keys(dialect):
+    """U+017F and U+212A in values (not keys) change nothing: the body is unambiguous and allowed."""
+    body = compliant_body()
+    body["Labels"] = {"note": "\u212a and \u017f", "k": "\u212a"}
+    body["Cmd"] = ["echo", "\u017f\u212a"]
+    req = raw("POST", "/v1.41/containers/create", json.dumps(body))
+    allow, deny = compiled(dialect, profile="restricted").decide(req)
+    assert allow, deny
+
+
+DEEP = {
+    # paths three deep (body_fields) under folded names at the first two levels
+    "mount-source-long-s": (
+        {"Mounts": [{"Type": "bind", "\u017fource": "/etc", "Target": "/x"}]},
+        "sensitive_mounts:",
+    ),
+    "log-config-type-upper": ({"LOGCONFIG": {"TYPE": "syslog", "Config": {}}}, "log_drivers:"),
+    "port-binding-case": ({"PortBindings": {"80/tcp": [{"HOSTIP": "", "hostport": "80"}]}}, "ports:"),
+    "propagation": (
+        {"Mounts": [{"Type": "bind", "Source": "/srv", "BINDOPTIONS": {"propagation": "rshared"}}]},
+        "sensitive_mounts:",
+    ),
+}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_deep_fields_are_read_under_folded_names(name, dialect):
+    host_config, prefix = DEEP[name]
+    policy = compiled(dialect, profile="restricted")
+    nested = raw("POST", "/v1.41/containers/create", json.dumps(compliant_body(**host_config)))
+    assert denied(policy, nested, prefix)
+    # the same at the top level of the body, where the daemon also reads HostConfig fields
+    top = {**body_create(), **host_config}
+    del top["HostConfig"]
+    limits = ("Memory", "NanoCpus", "PidsLimit", "SecurityOpt")
+    top.update({key: COMPLIANT_HOST_CONFIG[key] for key in limits})
+    assert denied(policy, raw("POST", "/v1.41/containers/create", json.dumps(top)), prefix)

@@ -326,10 +326,14 @@ deny contains "request: a body on POST /containers/{id}/start (host configuratio
 # ------------------------------------------------------------------------------------------
 # The body, normalised once. The daemon decodes JSON keys case-insensitively at every depth
 # (Go's encoding/json, which also folds U+017F "long s" to "s" and U+212A "Kelvin" to "k") while Rego
-# compares keys exactly. body_fields maps the folded path of every node of the body, as a
-# JSON array string such as ["hostconfig","binds",0], to its value; rules read it through
-# field(path). Keys that differ only in case with different values are ambiguous: denied.
-# (The two literals in fold are U+017F and U+212A themselves: not every engine decodes \u.)
+# compares keys exactly. Rules read the body with folded names through field(path), hc_any(name)
+# and hc(name):
+# - body_top and body_hc: the top level and the HostConfig object, keyed by folded name;
+# - body_fields: the folded path of every node of the body, as a JSON array string such as
+#   ["hostconfig","binds",0], mapped to its value. Only paths three or more deep need it (a mount's
+#   source, a port binding), so a request that sends none never walks its body for it.
+# Keys that differ only in case with different values are ambiguous: denied (body_collisions).
+# (The two literals in the folds are U+017F and U+212A themselves: not every engine decodes \u.)
 # ------------------------------------------------------------------------------------------
 fold(text) := folded if {
 	folded := replace(replace(lower(text), "ſ", "s"), "K", "k")
@@ -339,7 +343,21 @@ path_key(path) := key if {
 	key := fold(json.marshal(path))
 }
 
+# No two keys of one object fold alike, proven cheaply: the body's JSON folded as a whole, decoded
+# and encoded again, is as long as the unfolded JSON decoded and encoded again (keys that fold
+# alike would merge into one member and shorten it; case folding keeps the length of everything
+# else). Only a body that fails this is searched key by key (body_collisions).
+no_folded_duplicates if {
+	text := json.marshal(input.Body)
+	folded := replace(replace(lower(text), "ſ", "s"), "K", "k")
+	count(json.marshal(json.unmarshal(folded))) == count(json.marshal(json.unmarshal(text)))
+}
+
+# The paths of keys that fold alike and carry different values (the daemon merges them). A body
+# that is null or absent has no keys to search.
 body_collisions := keys if {
+	input.Body != null
+	not no_folded_duplicates
 	keys := {key |
 		walk(input.Body, [path, node])
 		is_object(node)
@@ -357,22 +375,70 @@ has_key_collision(node) if {
 	count({folded | value := node[name]; folded := replace(replace(lower(name), "ſ", "s"), "K", "k")}) != count(node)
 }
 
+unambiguous_body if {
+	no_folded_duplicates
+}
+
+unambiguous_body if {
+	count(body_collisions) == 0
+}
+
 deny contains msg if {
 	keys := body_collisions
 	key := keys[_]
 	msg := concat("", ["body: keys that differ only in case carry different values at ", key, " (the daemon merges them); the request is ambiguous"])
 }
 
-# (fold is written out in the two comprehensions over every node and key of the body: a function
-# call per node costs OPA more than the call's own work, and a create is evaluated ~40 times.)
+# (The folds are written out in the comprehensions over every node and key of the body: a
+# function call per node costs OPA more than the call's own work.)
+body_top := fields if {
+	fields := {key: value | unambiguous_body; body := input.Body; is_object(body); value := body[name]; key := replace(replace(lower(name), "ſ", "s"), "K", "k")}
+}
+
+body_hc := fields if {
+	fields := {key: value | host_config := body_top.hostconfig; is_object(host_config); value := host_config[name]; key := replace(replace(lower(name), "ſ", "s"), "K", "k")}
+}
+
 body_fields := fields if {
-	count(body_collisions) == 0
+	unambiguous_body
 	fields := {key: value | walk(input.Body, [path, value]); key := replace(replace(lower(json.marshal(path)), "ſ", "s"), "K", "k")}
 }
 
-# path: lower-case names (and array indices); a name taken from the body must go through fold.
+# path: lower-case names, then names and array indices; a name taken from the body must go
+# through fold. The first two steps are always names.
 field(path) := value if {
+	count(path) == 1
+	value := body_top[path[0]]
+}
+
+field(path) := value if {
+	count(path) == 2
+	path[0] == "hostconfig"
+	value := body_hc[path[1]]
+}
+
+field(path) := value if {
+	count(path) == 2
+	first := path[0]
+	first != "hostconfig"
+	value := child(body_top[first], path[1])
+}
+
+field(path) := value if {
+	count(path) > 2
 	value := body_fields[json.marshal(path)]
+}
+
+# The value under a folded name in an object of the body, or at an index of an array.
+child(node, name) := value if {
+	is_object(node)
+	value := node[key]
+	replace(replace(lower(key), "ſ", "s"), "K", "k") == name
+}
+
+child(node, index) := value if {
+	is_array(node)
+	value := node[index]
 }
 
 field_string(path) := value if {
@@ -393,26 +459,27 @@ field_is_string(path) if {
 # look at both places (hc_any); require rules at the effective one (hc).
 hc_prefixes := [["hostconfig"], []]
 
-# (field written out in hc_any and hc: a create calls them about 30 times, and a function call
-# costs OPA's evaluation more than the lookup itself.)
+# (name is bound to a local first: regopy reads a function argument used inside a comprehension
+# as unbound.)
 hc_any(name) := values if {
-	nested := json.marshal(["hostconfig", name])
-	top := json.marshal([name])
-	values := {value | value := body_fields[nested]} | {value | value := body_fields[top]}
+	wanted := name
+	values := {value | value := body_levels[_][wanted]}
 }
 
+body_levels := [body_hc, body_top]
+
 has_host_config if {
-	is_object(field(["hostconfig"]))
+	is_object(body_top.hostconfig)
 }
 
 hc(name) := value if {
 	has_host_config
-	value := body_fields[json.marshal(["hostconfig", name])]
+	value := body_hc[name]
 }
 
 hc(name) := value if {
 	not has_host_config
-	value := body_fields[json.marshal([name])]
+	value := body_top[name]
 }
 
 service_path(rest) := path if {

@@ -12,11 +12,9 @@ import data.docker.authz.config
 # service's TaskTemplate.LogDriver.Name must be in docker_authz_allowed_log_drivers; empty is
 # the daemon's default driver. The daemon looks names up exactly.
 # ------------------------------------------------------------------------------------------
-log_driver_paths := [["hostconfig", "logconfig", "type"], ["logconfig", "type"]]
-
 log_driver_names := names if {
 	creating
-	names := {value | path := log_driver_paths[_]; value := field(path)}
+	names := {value | log_config := hc_any("logconfig")[_]; value := child(log_config, "type")}
 }
 
 log_driver_names := names if {
