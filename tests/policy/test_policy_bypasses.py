@@ -497,3 +497,87 @@ def test_deep_fields_are_read_under_folded_names(name, dialect):
     limits = ("Memory", "NanoCpus", "PidsLimit", "SecurityOpt")
     top.update({key: COMPLIANT_HOST_CONFIG[key] for key in limits})
     assert denied(policy, raw("POST", "/v1.41/containers/create", json.dumps(top)), prefix)
+
+
+# A deny rule reads a create's HostConfig fields at both places the daemon takes them from (the
+# HostConfig object and the top level of the body: body_levels); the Mounts lists of a create
+# and of a service once for every mount check (mount_bases).
+BOTH_PLACES = {
+    "Privileged": (True, "privileged:"),
+    "PublishAllPorts": (True, "ports:"),
+    "Memory": (-1, "resource_limits: containers must set a memory limit"),
+    "MemorySwap": (-1, "resource_limits: containers must not have unlimited swap"),
+    "OomKillDisable": (True, "resource_limits: OomKillDisable"),
+    "OomScoreAdj": (-500, "resource_limits: a negative OomScoreAdj"),
+    "CgroupParent": ("/elsewhere", "resource_limits: a custom CgroupParent"),
+    "Runtime": ("runsc", "runtimes: runtime runsc"),
+    "Annotations": ({"run.oci.hooks": "x"}, "runtimes: annotation run.oci.hooks"),
+    "CapAdd": ("SYS_ADMIN", "capabilities:"),
+    "Capabilities": (["CAP_SYS_ADMIN"], "capabilities:"),
+    "SecurityOpt": (["no-new-privileges", "seccomp=unconfined"], "seccomp_unconfined:"),
+    "LogConfig": ({"Type": "syslog", "Config": {}}, "log_drivers:"),
+    "Binds": (["/etc:/x"], "sensitive_mounts: host path /etc"),
+    "Mounts": ([{"Type": "bind", "Source": "/proc", "Target": "/x"}], "sensitive_mounts: host path /proc"),
+    "Devices": ([{"PathOnHost": "/dev/mem"}], "devices: host devices (devices)"),
+    "DeviceRequests": ([{"Driver": "nvidia", "Count": -1}], "devices: host devices (devicerequests)"),
+    "MaskedPaths": ([], "unmasked_paths: a custom maskedpaths"),
+    "ReadonlyPaths": ([], "unmasked_paths: a custom readonlypaths"),
+    "PidMode": ("host", "host_namespaces: pidmode host"),
+    "UsernsMode": ("HOST", "host_namespaces: usernsmode host"),
+}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(BOTH_PLACES))
+def test_host_config_fields_are_read_at_both_places(name, dialect):
+    value, prefix = BOTH_PLACES[name]
+    policy = compiled(dialect, profile="restricted")
+    assert denied(policy, create(None, {name: value}), prefix)
+    # at the top level, beside a compliant HostConfig the daemon would take instead
+    assert denied(policy, create({name: value}, None), prefix)
+    # one place compliant and the other not is still denied (the memory limit: one place
+    # positive, neither negative)
+    if name == "Memory":
+        assert denied(policy, create({"Memory": 64 << 20}, {"Memory": -1}), prefix)
+        allow, deny = policy.decide(create({"Memory": 0}, None))
+        assert allow, deny
+
+
+SERVICE_MOUNTS = {
+    "bind-sensitive": (
+        {"Type": "bind", "Source": "/etc", "Target": "/x"},
+        "sensitive_mounts: host path /etc",
+    ),
+    "shared-propagation": (
+        {"Type": "bind", "Source": "/srv/data", "Target": "/x", "BindOptions": {"Propagation": "rshared"}},
+        "sensitive_mounts: shared mount propagation (rshared)",
+    ),
+    "volume-device": (
+        {"Type": "volume", "Source": "v", "Target": "/x",
+         "VolumeOptions": {"DriverConfig": {"Options": {"type": "none", "o": "bind", "device": "/etc"}}}},
+        "sensitive_mounts: host path /etc",
+    ),
+    "volume-kernel-type": (
+        {"Type": "volume", "Source": "v", "Target": "/x",
+         "VolumeOptions": {"DriverConfig": {"Options": {"type": "sysfs", "device": "sysfs"}}}},
+        "sensitive_mounts: local volume type \"sysfs\"",
+    ),
+    "bind-outside-allowed": (
+        {"Type": "bind", "Source": "/opt/x", "Target": "/x"},
+        "sensitive_mounts: host path /opt/x is not under",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("name", sorted(SERVICE_MOUNTS))
+def test_service_and_create_mounts_are_read_alike(name, dialect):
+    mount, prefix = SERVICE_MOUNTS[name]
+    policy = compiled(dialect, profile="restricted", allowed_bind_sources=("/srv/data",))
+    assert denied(policy, service({"Mounts": [mount]}), prefix)
+    assert denied(policy, create(None, {"Mounts": [mount]}), prefix)
+    assert denied(policy, create({"Mounts": [mount]}, None), prefix)
+    # an empty list and a compliant mount beside it change nothing
+    ok = {"Type": "bind", "Source": "/srv/data/app", "Target": "/data"}
+    assert not denied(policy, service({"Mounts": [ok]}))
+    assert denied(policy, service({"Mounts": [ok, mount]}), prefix)

@@ -326,8 +326,8 @@ deny contains "request: a body on POST /containers/{id}/start (host configuratio
 # ------------------------------------------------------------------------------------------
 # The body, normalised once. The daemon decodes JSON keys case-insensitively at every depth
 # (Go's encoding/json, which also folds U+017F "long s" to "s" and U+212A "Kelvin" to "k") while Rego
-# compares keys exactly. Rules read the body with folded names through field(path), hc_any(name)
-# and hc(name):
+# compares keys exactly. Rules read the body with folded names through field(path), body_levels
+# (a name at both places of a create) and hc(name):
 # - body_top and body_hc: the top level and the HostConfig object, keyed by folded name;
 # - body_fields: the folded path of every node of the body, as a JSON array string such as
 #   ["hostconfig","binds",0], mapped to its value. Only paths three or more deep need it (a mount's
@@ -433,7 +433,7 @@ field(path) := value if {
 child(node, name) := value if {
 	is_object(node)
 	value := node[key]
-	replace(replace(lower(key), "ſ", "s"), "K", "k") == name
+	fold(key) == name
 }
 
 child(node, index) := value if {
@@ -456,15 +456,9 @@ field_is_string(path) if {
 
 # Create bodies: the daemon (ContainerConfigWrapper) also decodes HostConfig fields sent at
 # the top level of the body, and applies them when no HostConfig object is sent. Deny rules
-# look at both places (hc_any); require rules at the effective one (hc).
+# look at both places (value := body_levels[_][name]: a direct lookup, cheaper in OPA than a
+# function that collects the values); require rules at the effective one (hc).
 hc_prefixes := [["hostconfig"], []]
-
-# (name is bound to a local first: regopy reads a function argument used inside a comprehension
-# as unbound.)
-hc_any(name) := values if {
-	wanted := name
-	values := {value | value := body_levels[_][wanted]}
-}
 
 body_levels := [body_hc, body_top]
 
@@ -501,8 +495,7 @@ opt_separators := ["=", ":"]
 
 security_opts := pairs if {
 	creating
-	values := hc_any("securityopt")
-	pairs := {pair | opts := values[_]; is_array(opts); opt := opts[_]; is_string(opt); pair := split_opt(opt)}
+	pairs := {pair | opts := body_levels[_].securityopt; is_array(opts); opt := opts[_]; is_string(opt); pair := split_opt(opt)}
 }
 
 # The API version of a versioned path as numbers ("/v1.40/..." -> 1 and 40), for the fields the

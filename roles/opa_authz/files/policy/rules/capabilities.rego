@@ -34,12 +34,11 @@ normalize_cap(name) := cap if {
 # ------------------------------------------------------------------------------------------
 added_capabilities := caps if {
 	creating
-	added := hc_any("capadd")
 	# HostConfig.Capabilities (API 1.40) replaced the default set: every entry counts as added.
-	replaced := hc_any("capabilities")
-	values := added | replaced
-	caps := {cap | value := values[_]; names := as_list(value); name := names[_]; is_string(name); cap := normalize_cap(name)}
+	caps := {cap | key := capability_fields[_]; value := body_levels[_][key]; names := as_list(value); name := names[_]; is_string(name); cap := normalize_cap(name)}
 }
+
+capability_fields := ["capadd", "capabilities"]
 
 added_capabilities := caps if {
 	service_spec

@@ -13,10 +13,7 @@ device_fields := ["devices", "devicecgrouprules", "devicerequests"]
 
 deny contains msg if {
 	creating
-	name := device_fields[_]
-	values := hc_any(name)
-	value := values[_]
-	is_array(value)
-	count(value) > 0
+	names := {name | name := device_fields[_]; value := body_levels[_][name]; is_array(value); count(value) > 0}
+	name := names[_]
 	msg := concat("", ["devices: host devices (", name, ") are not allowed"])
 }

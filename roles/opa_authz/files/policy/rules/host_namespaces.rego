@@ -10,11 +10,8 @@ namespace_fields := ["networkmode", "pidmode", "ipcmode", "utsmode", "usernsmode
 
 deny contains msg if {
 	creating
-	name := namespace_fields[_]
-	values := hc_any(name)
-	value := values[_]
-	is_string(value)
-	lower(value) == "host"
+	names := {name | name := namespace_fields[_]; value := body_levels[_][name]; is_string(value); lower(value) == "host"}
+	name := names[_]
 	msg := concat("", ["host_namespaces: ", name, " host is not allowed (it shares the host's namespace)"])
 }
 

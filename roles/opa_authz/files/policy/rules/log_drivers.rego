@@ -14,7 +14,7 @@ import data.docker.authz.config
 # ------------------------------------------------------------------------------------------
 log_driver_names := names if {
 	creating
-	names := {value | log_config := hc_any("logconfig")[_]; value := child(log_config, "type")}
+	names := {value | log_config := body_levels[_].logconfig; value := child(log_config, "type")}
 }
 
 log_driver_names := names if {

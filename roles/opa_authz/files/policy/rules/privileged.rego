@@ -8,8 +8,7 @@ import rego.v1
 # ------------------------------------------------------------------------------------------
 deny contains "privileged: privileged containers are not allowed (--privileged)" if {
 	creating
-	values := hc_any("privileged")
-	values[true]
+	body_levels[_]["privileged"] == true
 }
 
 deny contains "privileged: privileged exec is not allowed (docker exec --privileged)" if {

@@ -22,9 +22,16 @@ limit_fields := {"memory": ["memory"], "cpu": ["nanocpus", "cpuquota"], "pids": 
 # positive and neither negative.
 limit_set(limit) if {
 	limit == "memory"
-	values := hc_any("memory")
-	count([v | v := values[_]; is_number(v); v > 0]) > 0
-	count([v | v := values[_]; is_number(v); v < 0]) == 0
+	value := body_levels[_].memory
+	is_number(value)
+	value > 0
+	not negative_memory
+}
+
+negative_memory if {
+	value := body_levels[_].memory
+	is_number(value)
+	value < 0
 }
 
 limit_set(limit) if {
@@ -83,8 +90,7 @@ limit_removed(limit) if {
 deny contains msg if {
 	config.max_memory_bytes > 0
 	creating
-	values := hc_any("memory")
-	value := values[_]
+	value := body_levels[_]["memory"]
 	msg := above_ceiling("memory", value, config.max_memory_bytes, " bytes")
 }
 
@@ -152,8 +158,7 @@ deny contains "resource_limits: containers must not have unlimited swap (MemoryS
 	creating
 	limit := "memory"
 	config.required_limits[limit]
-	values := hc_any("memoryswap")
-	values[-1]
+	body_levels[_]["memoryswap"] == -1
 }
 
 # The host's OOM killer: a negative OomScoreAdj spares the container and kills host processes
@@ -166,14 +171,12 @@ deny contains "resource_limits: a negative OomScoreAdj (the host's OOM killer wo
 
 deny contains "resource_limits: OomKillDisable is not allowed" if {
 	creating
-	values := hc_any("oomkilldisable")
-	values[true]
+	body_levels[_]["oomkilldisable"] == true
 }
 
 oom_score_adj_values contains value if {
 	creating
-	values := hc_any("oomscoreadj")
-	value := values[_]
+	value := body_levels[_]["oomscoreadj"]
 }
 
 oom_score_adj_values contains value if {
@@ -185,8 +188,7 @@ oom_score_adj_values contains value if {
 # outside the daemon's cgroup parent and its limits; also for build containers.
 deny contains "resource_limits: a custom CgroupParent (--cgroup-parent) is not allowed (CIS 5.25)" if {
 	creating
-	values := hc_any("cgroupparent")
-	value := values[_]
+	value := body_levels[_]["cgroupparent"]
 	is_string(value)
 	value != ""
 }

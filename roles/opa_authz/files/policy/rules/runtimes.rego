@@ -17,7 +17,7 @@ runtime_annotation_prefixes := ["org.systemd.property.", "run.oci.", "io.katacon
 
 deny contains msg if {
 	creating
-	value := hc_any("runtime")[_]
+	value := body_levels[_]["runtime"]
 	is_string(value)
 	value != ""
 	not config.allowed_runtimes[value]
@@ -26,7 +26,7 @@ deny contains msg if {
 
 deny contains msg if {
 	creating
-	annotations := hc_any("annotations")[_]
+	annotations := body_levels[_]["annotations"]
 	is_object(annotations)
 	_ = annotations[key]
 	prefix := runtime_annotation_prefixes[_]

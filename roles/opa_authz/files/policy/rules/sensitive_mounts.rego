@@ -44,11 +44,36 @@ clean_path(raw) := cleaned if {
 	cleaned := concat("", ["/", concat("/", kept)])
 }
 
+# The Binds strings of a create (both places) and the Mounts lists that hold entries (their
+# paths in the body: a create's two places, a service's ContainerSpec), read once for every rule
+# below. (mount_bases is read as mount_bases[base]: with [_], regopy's v0 dialect yields its
+# members as true, not as the paths.)
+create_binds := binds if {
+	creating
+	binds := [bind | list := body_levels[_].binds; is_array(list); bind := list[_]; is_string(bind)]
+}
+
+mount_bases contains base if {
+	creating
+	prefix := hc_prefixes[_]
+	base := array.concat(prefix, ["mounts"])
+	mounts := field(base)
+	is_array(mounts)
+	count(mounts) > 0
+}
+
+mount_bases contains base if {
+	service_spec
+	base := service_path(["mounts"])
+	mounts := field(base)
+	is_array(mounts)
+	count(mounts) > 0
+}
+
 host_paths := paths if {
 	creating
-	values := hc_any("binds")
-	binds := {source | list := values[_]; is_array(list); bind := list[_]; is_string(bind); parts := split(bind, ":"); count(parts) > 1; source := parts[0]}
-	mounts := {source | prefix := hc_prefixes[_]; source := mount_sources(array.concat(prefix, ["mounts"]))[_]}
+	binds := {source | bind := create_binds[_]; parts := split(bind, ":"); count(parts) > 1; source := parts[0]}
+	mounts := {source | mount_bases[base]; source := mount_sources(base)[_]}
 	plugin := {source | entry := input.BindMounts[_]; source := entry.Source; is_string(source)}
 	resolved := {source | entry := input.BindMounts[_]; source := entry.Resolved; is_string(source); source != ""}
 	paths := ((binds | mounts) | plugin) | resolved
@@ -56,7 +81,7 @@ host_paths := paths if {
 
 host_paths := paths if {
 	service_spec
-	paths := mount_sources(service_path(["mounts"]))
+	paths := {source | mount_bases[base]; source := mount_sources(base)[_]}
 }
 
 host_paths := paths if {
@@ -123,20 +148,10 @@ volume_option_bases contains base if {
 }
 
 volume_option_bases contains base if {
-	creating
-	prefix := hc_prefixes[_]
-	mounts := field(array.concat(prefix, ["mounts"]))
-	is_array(mounts)
+	mount_bases[mounts_base]
+	mounts := field(mounts_base)
 	mounts[i]
-	base := array.concat(prefix, ["mounts", i, "volumeoptions", "driverconfig", "options"])
-}
-
-volume_option_bases contains base if {
-	service_spec
-	mounts := field(service_path(["mounts"]))
-	is_array(mounts)
-	mounts[i]
-	base := service_path(["mounts", i, "volumeoptions", "driverconfig", "options"])
+	base := array.concat(mounts_base, [i, "volumeoptions", "driverconfig", "options"])
 }
 
 # Shared mount propagation (CIS 5.20): with shared or rshared, mounts made in the container
@@ -149,12 +164,7 @@ deny contains msg if {
 }
 
 shared_propagations contains bind if {
-	creating
-	values := hc_any("binds")
-	list := values[_]
-	is_array(list)
-	bind := list[_]
-	is_string(bind)
+	bind := create_binds[_]
 	parts := split(bind, ":")
 	count(parts) == 3
 	item := split(parts[2], ",")[_]
@@ -162,14 +172,8 @@ shared_propagations contains bind if {
 }
 
 shared_propagations contains mode if {
-	creating
-	prefix := hc_prefixes[_]
-	mode := propagation_modes(array.concat(prefix, ["mounts"]))[_]
-}
-
-shared_propagations contains mode if {
-	service_spec
-	mode := propagation_modes(service_path(["mounts"]))[_]
+	mount_bases[base]
+	mode := propagation_modes(base)[_]
 }
 
 propagation_modes(base) := modes if {
@@ -203,12 +207,7 @@ allowed_bind_source(path) if {
 }
 
 bind_sources contains source if {
-	creating
-	values := hc_any("binds")
-	list := values[_]
-	is_array(list)
-	bind := list[_]
-	is_string(bind)
+	bind := create_binds[_]
 	parts := split(bind, ":")
 	count(parts) > 1
 	source := parts[0]
@@ -216,9 +215,8 @@ bind_sources contains source if {
 }
 
 bind_sources contains source if {
-	creating
-	prefix := hc_prefixes[_]
-	source := mount_bind_sources(array.concat(prefix, ["mounts"]))[_]
+	mount_bases[base]
+	source := mount_bind_sources(base)[_]
 }
 
 bind_sources contains source if {
@@ -235,11 +233,6 @@ bind_sources contains source if {
 	source := entry.Resolved
 	is_string(source)
 	source != ""
-}
-
-bind_sources contains source if {
-	service_spec
-	source := mount_bind_sources(service_path(["mounts"]))[_]
 }
 
 bind_sources contains source if {

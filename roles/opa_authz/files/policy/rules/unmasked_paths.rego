@@ -11,10 +11,8 @@ masking_fields := ["maskedpaths", "readonlypaths"]
 
 deny contains msg if {
 	creating
-	name := masking_fields[_]
-	values := hc_any(name)
-	value := values[_]
-	is_array(value)
+	names := {name | name := masking_fields[_]; value := body_levels[_][name]; is_array(value)}
+	name := names[_]
 	msg := concat("", ["unmasked_paths: a custom ", name, " list (--security-opt systempaths=unconfined) is not allowed"])
 }
 
