@@ -23,6 +23,7 @@ Standard library only (runs on the managed host).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -125,14 +126,31 @@ def pidfile_pid(pidfile: str, host: Host) -> int:
     return pid
 
 
+# An authorization plugin that answers with a Rego parse or compile error (OPA's error codes,
+# quoted by dockerd as "plugin X failed with error: ...") fails every request until its policy
+# changes: waiting longer would only keep the API down before the caller's rollback.
+_POLICY_ERROR = re.compile(r"plugin \S+ failed with error: .*\brego_[a-z_]+_error\b", re.S)
+POLICY_ERROR_ANSWERS = 3
+
+
 def wait_for_api(socket_path: str, timeout: float, host: Host) -> float:
-    """Seconds until /_ping answered 200; ReloadError after ``timeout`` seconds."""
+    """Seconds until /_ping answered 200; ReloadError after ``timeout`` seconds, or sooner when
+    an authorization plugin's policy fails to compile on POLICY_ERROR_ANSWERS answers in a row."""
     start = host.clock()
     deadline = start + timeout
+    policy_errors = 0
     while True:
         why = host.ping(socket_path)
         if not why:
             return round(host.clock() - start, 3)
+        policy_errors = policy_errors + 1 if _POLICY_ERROR.search(why) else 0
+        if policy_errors >= POLICY_ERROR_ANSWERS:
+            raise ReloadError(
+                f"the Docker API on unix://{socket_path} answers, but an authorization plugin fails every "
+                f"request because its policy does not compile ({policy_errors} answers in a row after the "
+                f"reload; waiting would not help): {why}",
+                last_error=why,
+            )
         if host.clock() >= deadline:
             raise ReloadError(
                 f"the Docker API on unix://{socket_path} did not answer /_ping within {timeout:g} s "

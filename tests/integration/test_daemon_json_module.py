@@ -519,3 +519,26 @@ def test_private_dockerd_flags_are_refused_and_reloadable_keys_reload(
         assert time.monotonic() < deadline, (base / "dockerd.log").read_text()[-2000:]
         time.sleep(0.2)
     assert private_dockerd["proc"].poll() is None, "dockerd must survive the reload"
+
+    # a reload whose API does not answer in time: the file stays written and the failure is the
+    # reload's, not its file attributes' (the module's guard for those ends with them)
+    tasks = f"""
+    - name: A reload whose API does not answer
+      hardening.docker_authz.daemon_json:
+        path: {cfg}
+        settings: {{debug: false}}
+        reload: signal
+        pidfile: {base / "d.pid"}
+        docker_socket: {base / "absent.sock"}
+        reload_timeout: 1
+      ignore_errors: true
+"""
+    run = run_playbook(play(tasks), tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    failed = run.task("A reload whose API does not answer")
+    msg = failed["result"]["msg"]
+    assert failed["status"] == "failed" and failed["result"]["changed"], failed
+    assert msg.startswith(f"{cfg} was written, but dockerd was not reloaded: "), msg
+    assert "did not answer /_ping within 1 s" in msg and "file attributes" not in msg, msg
+    assert json.loads(cfg.read_text())["debug"] is False
+    assert private_dockerd["proc"].poll() is None, "dockerd must survive the reload"

@@ -177,6 +177,52 @@ def test_an_api_that_never_answers_fails_after_the_timeout(tmp_path: Path) -> No
     assert fake.now == 5.0
 
 
+PARSE_ERROR = (
+    "HTTP 500: plugin opa-docker-authz:latest failed with error: AuthZPlugin.AuthZReq: 2 errors occurred:\n"
+    "/opa/policies/authz.rego:3: rego_parse_error: `if` keyword is required before rule body"
+)
+
+
+def test_a_policy_that_does_not_compile_stops_the_wait_early(tmp_path: Path) -> None:
+    """A plugin whose policy does not compile fails every request until the policy changes: the
+    wait stops after three such answers in a row instead of keeping the API down for the whole
+    timeout before the caller's rollback."""
+    fake = Fake(tmp_path, systemd=True, pings=(PARSE_ERROR,))
+    with pytest.raises(ReloadError, match=r"policy does not compile \(3 answers in a row") as err:
+        reload("systemd", timeout=60, host=fake.host())
+    assert "rego_parse_error" in str(err.value)
+    assert err.value.details["last_error"] == PARSE_ERROR
+    assert fake.now == 2.0
+
+
+@pytest.mark.parametrize(
+    "pings",
+    [
+        # a policy read while it was being replaced: the next answers are fine
+        (PARSE_ERROR, PARSE_ERROR, ""),
+        # other answers between them restart the count
+        (PARSE_ERROR, PARSE_ERROR, "refused", PARSE_ERROR, PARSE_ERROR, ""),
+    ],
+)
+def test_policy_errors_that_do_not_persist_are_waited_out(tmp_path: Path, pings: tuple[str, ...]) -> None:
+    fake = Fake(tmp_path, systemd=True, pings=pings)
+    result = reload("systemd", timeout=60, host=fake.host())
+    assert result["seconds"] == pings.index("")
+
+
+def test_other_plugin_errors_wait_for_the_whole_timeout(tmp_path: Path) -> None:
+    """A plugin error without a Rego error code (a plugin still starting, a bundle not loaded
+    yet) may pass: the wait runs its whole timeout."""
+    starting = (
+        "HTTP 500: plugin opa-docker-authz:latest failed with error: "
+        'Post "http://plugin/AuthZPlugin.AuthZReq": EOF'
+    )
+    fake = Fake(tmp_path, systemd=True, pings=(starting,))
+    with pytest.raises(ReloadError, match="did not answer /_ping within 8 s"):
+        reload("systemd", timeout=8, host=fake.host())
+    assert fake.now == 8.0
+
+
 @pytest.mark.parametrize(
     ("method", "timeout", "message"),
     [("hup", 60, "method must be one of auto, systemd, signal"), ("auto", 0, "timeout must be a positive")],

@@ -131,7 +131,10 @@ options:
     type: path
     default: /var/run/docker.pid
   reload_timeout:
-    description: Seconds to wait for the API to answer after the reload.
+    description:
+      - Seconds to wait for the API to answer after the reload.
+      - An authorization plugin that fails every request because its policy does not compile (three
+        answers in a row naming an OPA C(rego_*_error)) ends the wait at once.
     type: int
     default: 60
 extends_documentation_fragment:
@@ -368,7 +371,13 @@ def main() -> None:
                 fail_json(**{**kwargs, "changed": True, "config": res.after})
 
             module.fail_json = fail_after_write  # type: ignore[method-assign]
-        changed = module.set_fs_attributes_if_different(file_args, changed, diff=attr_diff)
+            try:
+                changed = module.set_fs_attributes_if_different(file_args, changed, diff=attr_diff)
+            finally:
+                # only the attributes' failures: a failed reload below must not be called one
+                module.fail_json = fail_json  # type: ignore[method-assign]
+        else:
+            changed = module.set_fs_attributes_if_different(file_args, changed, diff=attr_diff)
 
     result = {
         "changed": changed,

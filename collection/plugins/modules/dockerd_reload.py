@@ -45,7 +45,11 @@ options:
     default: /var/run/docker.sock
     aliases: [docker_socket]
   timeout:
-    description: Seconds to wait for the API to answer after the reload.
+    description:
+      - Seconds to wait for the API to answer after the reload.
+      - An authorization plugin that fails every request because its policy does not compile (three
+        answers in a row naming an OPA C(rego_*_error)) ends the wait at once, since waiting would only keep
+        the API down before the caller's rollback.
     type: int
     default: 60
 notes:
