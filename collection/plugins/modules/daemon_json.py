@@ -361,23 +361,20 @@ def main() -> None:
     attr_diff: dict = {}
     if os.path.exists(res.path):
         file_args = module.load_file_common_arguments(module.params, path=res.path)
+        fail_json = module.fail_json
         if res.changed and not module.check_mode:
             # The new content is in place: a failure setting the attributes must say so.
-            fail_json = module.fail_json
-
             def fail_after_write(**kwargs: Any) -> None:
                 why = kwargs.get("msg")
                 kwargs["msg"] = f"{res.path} was written, but its file attributes could not be set: {why}"
                 fail_json(**{**kwargs, "changed": True, "config": res.after})
 
             module.fail_json = fail_after_write  # type: ignore[method-assign]
-            try:
-                changed = module.set_fs_attributes_if_different(file_args, changed, diff=attr_diff)
-            finally:
-                # only the attributes' failures: a failed reload below must not be called one
-                module.fail_json = fail_json  # type: ignore[method-assign]
-        else:
+        try:
             changed = module.set_fs_attributes_if_different(file_args, changed, diff=attr_diff)
+        finally:
+            # only the attributes' failures: a failed reload below must not be called one
+            module.fail_json = fail_json  # type: ignore[method-assign]
 
     result = {
         "changed": changed,
