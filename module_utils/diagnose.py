@@ -42,8 +42,10 @@ DEFAULT_PIDFILE = "/var/run/docker.pid"
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 LEGACY_DIRS = ("/run/docker/plugins", "/etc/docker/plugins", "/usr/lib/docker/plugins")
 
-_FAILED = re.compile(r"plugin (?P<name>\S+?) failed with error: (?P<error>.*)", re.S)
-_DENIED = re.compile(r"authorization denied by plugin (?P<name>\S+?): (?P<error>.*)", re.S)
+# dockerd's answers when an authorization plugin errs instead of answering, and when it denies
+# (dockerd_reload reads them too)
+PLUGIN_FAILED = re.compile(r"plugin (?P<name>\S+?) failed with error: (?P<error>.*)", re.S)
+PLUGIN_DENIED = re.compile(r"authorization denied by plugin (?P<name>\S+?): (?P<error>.*)", re.S)
 _TIMEOUT_WORDS = ("timeout", "timed out", "deadline exceeded")
 _DOWN_WORDS = ("connection refused", "no such file or directory", "connection reset", " eof")
 _GONE_WORDS = ("not found", "disabled", "no such plugin", "plugin does not implement")
@@ -346,8 +348,8 @@ def classify(
             error=unavailable or "time-out",
         )
 
-    m_failed = _FAILED.search(message)
-    m_denied = _DENIED.search(message)
+    m_failed = PLUGIN_FAILED.search(message)
+    m_denied = PLUGIN_DENIED.search(message)
     if status == 403 and m_denied:
         name = m_denied.group("name")
         fix = (

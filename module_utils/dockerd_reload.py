@@ -14,14 +14,30 @@ start on each host.
 - ``auto``: ``systemd`` where systemd runs as PID 1 (``/run/systemd/system`` exists), else
   ``signal``.
 
-Then ``GET /_ping`` on the socket every second until it answers 200 (the authorization plugins
-do not see ``/_ping``), for at most ``timeout`` seconds.
+Then the wait, for at most ``timeout`` seconds, polling at 0.05 s at first and every second
+later:
+
+- after a reload, until dockerd has logged its ``reload`` event (``GET /events`` since the moment
+  before the signal). dockerd reloads asynchronously: a SIGHUP, and ``systemctl reload`` (whose
+  ExecReload only sends one), return before dockerd has read daemon.json, so an API that answers
+  right after them may still run the old configuration and the old authorization chain (Docker
+  20.10 answered ``/_ping`` 0.5 s after a SIGHUP, before the new chain applied). dockerd logs the
+  event only when the reload succeeded (20.10 sets the new authorization chain before it, 25.0 and
+  later right after it); a daemon.json it refuses (a key also given as a flag, an invalid value)
+  leaves the old configuration running, no event, and an error in its log. Where an
+  authorization plugin denies ``GET /events``, the wait falls back to ``/_ping`` alone and says so.
+- then until ``GET /_ping`` answers 200. The authorization plugins see ``/_ping`` too, so this
+  also proves that the chain answers.
+
+A wait ends early, with the reason, when dockerd (the signalled pid) is gone, or when an
+authorization plugin fails every request because its policy does not compile.
 
 Standard library only (runs on the managed host).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -31,10 +47,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.hardening.docker_authz.plugins.module_utils.diagnose import is_dockerd
+from ansible_collections.hardening.docker_authz.plugins.module_utils.diagnose import (
+    PLUGIN_DENIED,
+    PLUGIN_FAILED,
+    is_dockerd,
+)
 from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api import (
     DockerClient,
     DockerError,
+    parse_json_stream,
 )
 
 METHODS = ("auto", "systemd", "signal")
@@ -75,6 +96,35 @@ def _ping(socket_path: str) -> str:
     return "" if resp.status == 200 else f"HTTP {resp.status}: {resp.message}"
 
 
+NO_RELOAD_EVENT = "dockerd has logged no reload event yet"
+
+
+def _reload_event(socket_path: str, since: float) -> str:
+    """'' when dockerd logged a ``reload`` event at or after ``since`` (seconds since the epoch on
+    this host's clock, which is dockerd's), else why not: NO_RELOAD_EVENT, or why the events could
+    not be read."""
+    query = {
+        "since": f"{since:.9f}",
+        "until": f"{max(time.time(), since):.9f}",
+        "filters": json.dumps({"type": ["daemon"], "event": ["reload"]}),
+    }
+    try:
+        resp = DockerClient(socket_path, timeout=PING_TIMEOUT).raw_request(
+            "GET", "/events", query=query, versioned=False
+        )
+    except DockerError as exc:
+        return str(exc)
+    if resp.status != 200:
+        return f"HTTP {resp.status}: {resp.message}"
+    try:
+        events = parse_json_stream(resp.body)
+    except ValueError:
+        return f"GET /events answered what is not JSON: {resp.body[:200]!r}"
+    if any(isinstance(ev, dict) and ev.get("Action") == "reload" for ev in events):
+        return ""
+    return NO_RELOAD_EVENT
+
+
 @dataclass
 class Host:
     """The host's side effects, replaceable in unit tests."""
@@ -84,8 +134,10 @@ class Host:
     run: Callable[[Sequence[str], float], tuple[int, str]] = _run
     kill: Callable[[int, int], None] = os.kill
     ping: Callable[[str], str] = _ping
+    reload_event: Callable[[str, float], str] = _reload_event
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
 
     def path(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/"))
@@ -128,36 +180,101 @@ def pidfile_pid(pidfile: str, host: Host) -> int:
 
 # An authorization plugin that answers with a Rego parse or compile error (OPA's error codes,
 # quoted by dockerd as "plugin X failed with error: ...") fails every request until its policy
-# changes: waiting longer would only keep the API down before the caller's rollback.
-_POLICY_ERROR = re.compile(r"plugin \S+ failed with error: .*\brego_[a-z_]+_error\b", re.S)
+# changes: waiting longer would only keep the API down before the caller's rollback. The wait
+# stops when such answers came POLICY_ERROR_ANSWERS times in a row over POLICY_ERROR_SECONDS.
+_REGO_ERROR = re.compile(r"\brego_[a-z_]+_error\b")
 POLICY_ERROR_ANSWERS = 3
+POLICY_ERROR_SECONDS = 2.0
+FIRST_POLL = 0.05
+LAST_POLL = 1.0
 
 
-def wait_for_api(socket_path: str, timeout: float, host: Host) -> float:
-    """Seconds until /_ping answered 200; ReloadError after ``timeout`` seconds, or sooner when
-    an authorization plugin's policy fails to compile on POLICY_ERROR_ANSWERS answers in a row."""
+@dataclass(frozen=True)
+class Wait:
+    """How the wait ended: seconds until the API answered, and how the reload was proven."""
+
+    seconds: float
+    reload_event: bool | None  # None: no reload to prove (a restart, check mode)
+    note: str = ""
+
+
+def wait_for_api(
+    socket_path: str,
+    timeout: float,
+    host: Host,
+    *,
+    reloaded_since: float | None = None,
+    pid: int | None = None,
+) -> Wait:
+    """Wait until dockerd has logged its reload event at or after ``reloaded_since`` (when given;
+    the wall clock before the signal) and then answers /_ping with 200. ReloadError after
+    ``timeout`` seconds, or sooner when ``pid`` (the dockerd signalled) is gone or an authorization
+    plugin's policy does not compile (POLICY_ERROR_ANSWERS answers in a row over
+    POLICY_ERROR_SECONDS)."""
     start = host.clock()
     deadline = start + timeout
+    event: bool | None = None if reloaded_since is None else False
     policy_errors = 0
+    first_policy_error = start
+    delay = FIRST_POLL
     while True:
-        why = host.ping(socket_path)
-        if not why:
-            return round(host.clock() - start, 3)
-        policy_errors = policy_errors + 1 if _POLICY_ERROR.search(why) else 0
-        if policy_errors >= POLICY_ERROR_ANSWERS:
+        why = ""
+        if reloaded_since is not None and not event:
+            why = host.reload_event(socket_path, reloaded_since)
+            event = not why
+            # a plugin that denies GET /events (dockerd's 403 "authorization denied by plugin X: ...")
+            # leaves the reload to be proven by /_ping alone
+            if why.startswith("HTTP 403") and PLUGIN_DENIED.search(why):
+                denied, why = why, host.ping(socket_path)
+                if not why:
+                    note = (
+                        "the reload could not be proven by its event (an authorization plugin denies "
+                        f"GET /events: {denied[:200]}); the API answered /_ping"
+                    )
+                    return Wait(round(host.clock() - start, 3), False, note)
+        if event is not False:  # the reload is proven, or there is none to prove
+            why = host.ping(socket_path)
+            if not why:
+                return Wait(round(host.clock() - start, 3), event)
+        now = host.clock()
+        failed = PLUGIN_FAILED.search(why)
+        if failed and _REGO_ERROR.search(failed.group("error")):
+            if policy_errors == 0:
+                first_policy_error = now
+            policy_errors += 1
+        else:
+            policy_errors = 0
+        if policy_errors >= POLICY_ERROR_ANSWERS and now - first_policy_error >= POLICY_ERROR_SECONDS:
             raise ReloadError(
                 f"the Docker API on unix://{socket_path} answers, but an authorization plugin fails every "
-                f"request because its policy does not compile ({policy_errors} answers in a row after the "
-                f"reload; waiting would not help): {why}",
+                f"request because its policy does not compile ({policy_errors} answers in a row over "
+                f"{now - first_policy_error:.1f} s after the reload; waiting would not help): {why}",
                 last_error=why,
             )
-        if host.clock() >= deadline:
+        if pid is not None and not is_dockerd(str(pid), host.proc):
+            raise ReloadError(
+                f"dockerd (pid {pid}) is gone after the reload: it ends itself on a reload when an "
+                "authorization plugin named in authorization-plugins is missing or disabled (or it was "
+                "stopped); its log "
+                f"says why (journalctl -u docker, or its log file). Last answer: {why}",
+                last_error=why,
+            )
+        if now >= deadline:
+            if why == NO_RELOAD_EVENT:
+                raise ReloadError(
+                    f"dockerd did not reload its configuration within {timeout:g} s: its API answers, but "
+                    "it logged no reload event, so it still runs the configuration it had. dockerd "
+                    "refuses a daemon.json it cannot apply (a key also given as a dockerd flag, an "
+                    "invalid value) and says why in its log (journalctl -u docker, or its log file)",
+                    last_error=why,
+                )
             raise ReloadError(
                 f"the Docker API on unix://{socket_path} did not answer /_ping within {timeout:g} s "
                 f"after the reload (last: {why}); see dockerd's log (journalctl -u docker, or its log file)",
                 last_error=why,
             )
-        host.sleep(1.0)
+        host.sleep(delay)
+        delay = min(delay * 2, LAST_POLL)
 
 
 @dataclass(frozen=True)
@@ -205,6 +322,8 @@ def execute(
     via = planned.method
     result: dict[str, Any] = {"changed": True, "method": via, "restarted": planned.restart}
     result["pid"] = planned.pid
+    # dockerd's clock (the host's), just before the signal: its reload event comes after it
+    since = None if check_mode or planned.restart else host.wall_clock()
     if via == "signal":
         if planned.pid is None:
             raise ReloadError("a reload by signal needs dockerd's pid (plan() reads it from the pid file)")
@@ -224,7 +343,17 @@ def execute(
                 method=via,
             )
     # The API is asked in check mode too (a read): the caller learns that it answers.
-    result["seconds"] = wait_for_api(socket_path, timeout, host)
+    waited = wait_for_api(
+        socket_path,
+        timeout,
+        host,
+        reloaded_since=since,
+        pid=planned.pid if via == "signal" and not check_mode else None,
+    )
+    result["seconds"] = waited.seconds
+    result["reload_event"] = waited.reload_event
+    if waited.note:
+        result["warnings"] = [waited.note]
     return result
 
 

@@ -1,7 +1,7 @@
 """module_utils/dockerd_reload.py: method choice, pid file checks, systemctl and the API wait.
 
-The host's side effects (systemctl, kill, /_ping, sleep, clock) are fakes; the /proc and
-/run trees are temporary folders. The real SIGHUP to a real dockerd is in
+The host's side effects (systemctl, kill, /_ping, dockerd's reload event, sleep, clocks) are
+fakes; the /proc and /run trees are temporary folders. The real SIGHUP to a real dockerd is in
 tests/integration/test_daemon_json_module.py, systemd's reload on the QEMU VMs (tests/vm).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.hardening.docker_authz.plugins.module_utils.dockerd_reload import (
+    NO_RELOAD_EVENT,
     Host,
     Plan,
     ReloadError,
@@ -24,7 +25,15 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.dockerd_rel
 
 
 class Fake:
-    def __init__(self, tmp_path: Path, *, systemd: bool, pings: Sequence[str] = ("",), rc: int = 0) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        systemd: bool,
+        pings: Sequence[str] = ("",),
+        events: Sequence[str] = ("",),
+        rc: int = 0,
+    ) -> None:
         self.root = tmp_path / "root"
         self.proc = tmp_path / "proc"
         self.root.mkdir()
@@ -32,6 +41,11 @@ class Fake:
         if systemd:
             (self.root / "run/systemd/system").mkdir(parents=True)
         self.pings = list(pings)
+        self.events = list(events)
+        self.asked: list[tuple[str, float]] = []  # ("ping" | "event", when), in order
+        self.since: list[float] = []
+        self.wall = 1_000.0  # the host's wall clock; the signal moves it on
+        self.gone_after_signal = False
         self.rc = rc
         self.sent: list[tuple[int, int]] = []
         self.commands: list[list[str]] = []
@@ -54,9 +68,20 @@ class Fake:
 
     def kill(self, pid: int, sig: int) -> None:
         self.sent.append((pid, sig))
+        self.wall += 1.0
+        if self.gone_after_signal:
+            for f in (self.proc / str(pid)).iterdir():
+                f.unlink()
+            (self.proc / str(pid)).rmdir()
 
     def ping(self, socket_path: str) -> str:
+        self.asked.append(("ping", self.now))
         return self.pings.pop(0) if len(self.pings) > 1 else self.pings[0]
+
+    def reload_event(self, socket_path: str, since: float) -> str:
+        self.asked.append(("event", self.now))
+        self.since.append(since)
+        return self.events.pop(0) if len(self.events) > 1 else self.events[0]
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
@@ -68,8 +93,10 @@ class Fake:
             run=self.run,
             kill=self.kill,
             ping=self.ping,
+            reload_event=self.reload_event,
             sleep=self.sleep,
             clock=lambda: self.now,
+            wall_clock=lambda: self.wall,
         )
 
 
@@ -78,7 +105,16 @@ def test_auto_uses_systemd_where_it_runs(tmp_path: Path) -> None:
     result = reload("auto", host=fake.host())
     assert fake.commands == [["systemctl", "reload", "docker"]]
     assert fake.sent == []
-    assert result == {"changed": True, "method": "systemd", "restarted": False, "pid": None, "seconds": 0}
+    assert result == {
+        "changed": True,
+        "method": "systemd",
+        "restarted": False,
+        "pid": None,
+        "seconds": 0,
+        "reload_event": True,
+    }
+    # the reload event was asked for since the wall clock before the reload, then /_ping
+    assert fake.since == [1_000.0] and [what for what, _ in fake.asked] == ["event", "ping"]
 
 
 def test_a_restart_goes_through_systemd(tmp_path: Path) -> None:
@@ -86,6 +122,8 @@ def test_a_restart_goes_through_systemd(tmp_path: Path) -> None:
     result = reload("auto", restart=True, host=fake.host())
     assert fake.commands == [["systemctl", "restart", "docker"]]
     assert result["restarted"] is True
+    # a restarted dockerd logs no reload event: /_ping alone proves the new daemon answers
+    assert result["reload_event"] is None and [what for what, _ in fake.asked] == ["ping"]
 
 
 def test_a_failing_systemctl_is_an_error_with_its_output(tmp_path: Path) -> None:
@@ -151,7 +189,8 @@ def test_check_mode_sends_nothing_but_checks_the_pid_file_and_asks_the_api(tmp_p
     fake.pidfile("412")
     result = reload("signal", check_mode=True, host=fake.host())
     assert fake.sent == [] and result["changed"] and result["pid"] == 412
-    assert result["seconds"] == 1.0
+    assert result["seconds"] == 0.05 and result["reload_event"] is None
+    assert [what for what, _ in fake.asked] == ["ping", "ping"]
     (tmp_path / "s").mkdir()
     sysd = Fake(tmp_path / "s", systemd=True)
     reload("systemd", check_mode=True, host=sysd.host())
@@ -164,7 +203,9 @@ def test_check_mode_sends_nothing_but_checks_the_pid_file_and_asks_the_api(tmp_p
 def test_the_wait_polls_until_the_api_answers(tmp_path: Path) -> None:
     fake = Fake(tmp_path, systemd=True, pings=("refused", "refused", "HTTP 500: starting", ""))
     result = reload("systemd", timeout=10, host=fake.host())
-    assert result["seconds"] == 3.0
+    # polled at 0.05 s, then twice as long each time up to every second
+    assert result["seconds"] == 0.35
+    assert [round(when, 3) for what, when in fake.asked if what == "ping"] == [0.0, 0.05, 0.15, 0.35]
 
 
 def test_an_api_that_never_answers_fails_after_the_timeout(tmp_path: Path) -> None:
@@ -174,7 +215,7 @@ def test_an_api_that_never_answers_fails_after_the_timeout(tmp_path: Path) -> No
     ) as err:
         reload("systemd", timeout=5, host=fake.host())
     assert err.value.details["last_error"].startswith("dial unix")
-    assert fake.now == 5.0
+    assert 5.0 <= fake.now < 6.0
 
 
 PARSE_ERROR = (
@@ -188,11 +229,21 @@ def test_a_policy_that_does_not_compile_stops_the_wait_early(tmp_path: Path) -> 
     wait stops after three such answers in a row instead of keeping the API down for the whole
     timeout before the caller's rollback."""
     fake = Fake(tmp_path, systemd=True, pings=(PARSE_ERROR,))
-    with pytest.raises(ReloadError, match=r"policy does not compile \(3 answers in a row") as err:
+    with pytest.raises(ReloadError, match=r"policy does not compile \(7 answers in a row over 2.5 s") as err:
         reload("systemd", timeout=60, host=fake.host())
     assert "rego_parse_error" in str(err.value)
     assert err.value.details["last_error"] == PARSE_ERROR
-    assert fake.now == 2.0
+    # three answers are not enough when they came within 2 s (the first polls are 0.05 s apart)
+    assert fake.now == 2.55
+
+
+def test_a_policy_error_from_the_events_query_also_ends_the_wait(tmp_path: Path) -> None:
+    """The new chain answers GET /events too: a plugin whose policy does not compile fails it,
+    and the reload can never be proven, so the wait stops as it does for /_ping."""
+    fake = Fake(tmp_path, systemd=True, events=(PARSE_ERROR,), pings=("",))
+    with pytest.raises(ReloadError, match=r"policy does not compile"):
+        reload("systemd", timeout=60, host=fake.host())
+    assert fake.now == 2.55 and {what for what, _ in fake.asked} == {"event"}
 
 
 @pytest.mark.parametrize(
@@ -207,7 +258,8 @@ def test_a_policy_that_does_not_compile_stops_the_wait_early(tmp_path: Path) -> 
 def test_policy_errors_that_do_not_persist_are_waited_out(tmp_path: Path, pings: tuple[str, ...]) -> None:
     fake = Fake(tmp_path, systemd=True, pings=pings)
     result = reload("systemd", timeout=60, host=fake.host())
-    assert result["seconds"] == pings.index("")
+    polls = [0.0, 0.05, 0.15, 0.35, 0.75, 1.55]
+    assert result["seconds"] == polls[pings.index("")]
 
 
 def test_other_plugin_errors_wait_for_the_whole_timeout(tmp_path: Path) -> None:
@@ -220,7 +272,53 @@ def test_other_plugin_errors_wait_for_the_whole_timeout(tmp_path: Path) -> None:
     fake = Fake(tmp_path, systemd=True, pings=(starting,))
     with pytest.raises(ReloadError, match="did not answer /_ping within 8 s"):
         reload("systemd", timeout=8, host=fake.host())
-    assert fake.now == 8.0
+    assert 8.0 <= fake.now < 9.0
+
+
+def test_the_api_is_not_trusted_before_dockerd_logged_its_reload(tmp_path: Path) -> None:
+    """A SIGHUP returns before dockerd has read daemon.json: /_ping may answer with the old
+    authorization chain. The wait asks for the reload event until it is there, then /_ping."""
+    fake = Fake(tmp_path, systemd=False, events=(NO_RELOAD_EVENT, NO_RELOAD_EVENT, ""), pings=("",))
+    fake.process(412, "dockerd")
+    fake.pidfile("412")
+    result = reload("signal", timeout=10, host=fake.host())
+    assert fake.sent == [(412, signal.SIGHUP)]
+    assert [what for what, _ in fake.asked] == ["event", "event", "event", "ping"]
+    assert result["seconds"] == 0.15 and result["reload_event"] is True
+    # since: the wall clock read before the signal (the fake's signal moves it on by 1 s)
+    assert fake.since == [1_000.0] * 3
+
+
+def test_a_configuration_dockerd_refuses_fails_after_the_timeout(tmp_path: Path) -> None:
+    """dockerd refuses a daemon.json it cannot apply on a reload (a key also given as a flag, an
+    invalid value) and keeps the old configuration: its API answers, it logs no reload event."""
+    fake = Fake(tmp_path, systemd=True, events=(NO_RELOAD_EVENT,), pings=("",))
+    with pytest.raises(ReloadError, match=r"dockerd did not reload its configuration within 4 s") as err:
+        reload("systemd", timeout=4, host=fake.host())
+    assert "logged no reload event, so it still runs the configuration it had" in str(err.value)
+    assert "journalctl -u docker" in str(err.value)
+    assert {what for what, _ in fake.asked} == {"event"}
+    assert 4.0 <= fake.now < 5.0
+
+
+def test_a_plugin_that_denies_the_events_leaves_the_ping_with_a_warning(tmp_path: Path) -> None:
+    denied = "HTTP 403: authorization denied by plugin casbin-authz: GET /events is not allowed"
+    fake = Fake(tmp_path, systemd=True, events=(denied,), pings=("refused", ""))
+    result = reload("systemd", timeout=10, host=fake.host())
+    assert result["reload_event"] is False and result["seconds"] == 0.05
+    assert len(result["warnings"]) == 1 and "denies GET /events" in result["warnings"][0]
+    assert "casbin-authz" in result["warnings"][0]
+
+
+def test_a_dockerd_gone_after_the_signal_ends_the_wait(tmp_path: Path) -> None:
+    """dockerd ends itself on a reload that names a missing or disabled authorization plugin."""
+    fake = Fake(tmp_path, systemd=False, events=("cannot connect to the Docker daemon",))
+    fake.process(412, "dockerd")
+    fake.pidfile("412")
+    fake.gone_after_signal = True
+    with pytest.raises(ReloadError, match=r"dockerd \(pid 412\) is gone after the reload"):
+        reload("signal", timeout=60, host=fake.host())
+    assert fake.now == 0.0
 
 
 @pytest.mark.parametrize(

@@ -34,9 +34,10 @@ description:
     docker)) is enough or a restart is needed, following the "configuration reload behavior"
     list of the dockerd reference.
   - With O(reload), the module also reloads dockerd after a change that needs it, and waits
-    until its API answers, in the same call (as M(hardening.docker_authz.dockerd_reload)). What
-    the reload needs (systemd, or a pid file naming a live dockerd; systemd for a restart) is
-    checked before anything is written, so a reload that cannot be done changes nothing.
+    until dockerd has applied the file and its API answers, in the same call (as
+    M(hardening.docker_authz.dockerd_reload)). What the reload needs (systemd, or a pid file
+    naming a live dockerd; systemd for a restart) is checked before anything is written, so a
+    reload that cannot be done changes nothing.
     Without O(reload) (the default) the module never signals or restarts dockerd.
 author:
   - hardening.docker_authz contributors
@@ -132,9 +133,11 @@ options:
     default: /var/run/docker.pid
   reload_timeout:
     description:
-      - Seconds to wait for the API to answer after the reload.
+      - Seconds to wait for dockerd's reload event and for the API to answer after the reload (see
+        M(hardening.docker_authz.dockerd_reload) - a SIGHUP returns before dockerd has read the file,
+        and a file dockerd refuses leaves the old configuration running and fails the module).
       - An authorization plugin that fails every request because its policy does not compile (three
-        answers in a row naming an OPA C(rego_*_error)) ends the wait at once.
+        answers in a row over two seconds naming an OPA C(rego_*_error)) ends the wait at once.
     type: int
     default: 60
 extends_documentation_fragment:
@@ -262,11 +265,12 @@ reloaded:
   description:
     - With O(reload), how dockerd was reloaded after the change - C(method) (V(systemd) or
       V(signal)), C(restarted), C(pid) (the dockerd sent SIGHUP), C(seconds) until the API
-      answered; in check mode what would be done (the API is asked, nothing is sent). Null
-      when nothing needed a reload.
+      answered, C(reload_event) (whether dockerd's reload event proved the reload, as
+      M(hardening.docker_authz.dockerd_reload) returns it); in check mode what would be done (the
+      API is asked, nothing is sent). Null when nothing needed a reload.
   returned: always
   type: dict
-  sample: {"method": "signal", "restarted": false, "pid": 412, "seconds": 0.004}
+  sample: {"method": "signal", "restarted": false, "pid": 412, "seconds": 0.21, "reload_event": true}
 plugins:
   description: How each authorization plugin was found by O(check_plugins).
   returned: when O(check_plugins) ran
@@ -400,6 +404,8 @@ def main() -> None:
                 **{**result, "changed": changed, **exc.details},
             )
         reloaded.pop("changed", None)
+        for warning in reloaded.pop("warnings", []):
+            module.warn(warning)
         result["reloaded"] = reloaded
     if res.backup_file:
         result["backup_file"] = res.backup_file

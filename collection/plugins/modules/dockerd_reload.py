@@ -12,7 +12,15 @@ short_description: Reload dockerd without stopping containers and wait until its
 version_added: "0.2.0"
 description:
   - Reloads dockerd's configuration (SIGHUP, which keeps every container running) and waits
-    until the Docker API answers C(GET /_ping) again, in one module call.
+    until dockerd has applied it and the Docker API answers C(GET /_ping) again, in one module call.
+  - dockerd reloads asynchronously - a SIGHUP and C(systemctl reload) return before it has read
+    daemon.json, and an API that answers right after them may still run the old configuration
+    and the old authorization chain. So after a reload the module waits for dockerd's C(reload)
+    event (C(GET /events) since the moment before the signal), which dockerd logs only when the
+    reload succeeded, and then for C(/_ping). A daemon.json that dockerd refuses (a key also given
+    as a dockerd flag, an invalid value) leaves the old configuration running and logs no event -
+    the module fails after O(timeout), saying so. Where an authorization plugin denies
+    C(GET /events), the module falls back to C(/_ping) alone and warns.
   - With O(method=systemd), runs C(systemctl reload docker) (the unit's ExecReload sends
     SIGHUP), or C(systemctl restart docker) when O(restart=true).
   - With O(method=signal), sends SIGHUP to the pid in O(pidfile). The pid must be a running
@@ -46,10 +54,12 @@ options:
     aliases: [docker_socket]
   timeout:
     description:
-      - Seconds to wait for the API to answer after the reload.
+      - Seconds to wait for the reload event and for the API to answer after the reload.
       - An authorization plugin that fails every request because its policy does not compile (three
-        answers in a row naming an OPA C(rego_*_error)) ends the wait at once, since waiting would only keep
-        the API down before the caller's rollback.
+        answers in a row over two seconds naming an OPA C(rego_*_error)) ends the wait at once, since
+        waiting would only keep the API down before the caller's rollback.
+      - With O(method=signal), a dockerd that is gone after the signal ends the wait at once (dockerd
+        ends itself on a reload that names a missing or disabled authorization plugin).
     type: int
     default: 60
 notes:
@@ -86,10 +96,18 @@ pid:
   type: int
   sample: 412
 seconds:
-  description: Seconds from the reload until the API answered C(/_ping).
+  description: Seconds from the reload until the API answered C(/_ping) (after the reload event).
   returned: success
   type: float
-  sample: 0.004
+  sample: 0.21
+reload_event:
+  description:
+    - Whether dockerd's C(reload) event proved the reload - V(true); V(false) when an authorization
+      plugin denies C(GET /events) and C(/_ping) alone was waited for (with a warning); null for a
+      restart and in check mode, where there is no reload to prove.
+  returned: success
+  type: bool
+  sample: true
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -124,6 +142,8 @@ def main() -> None:
         )
     except ReloadError as exc:
         module.fail_json(msg=str(exc), **exc.details)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 
