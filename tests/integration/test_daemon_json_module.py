@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -521,7 +522,8 @@ def test_private_dockerd_flags_are_refused_and_reloadable_keys_reload(
     assert private_dockerd["proc"].poll() is None, "dockerd must survive the reload"
 
     # a daemon.json dockerd refuses on a reload (an invalid value): it keeps its configuration and
-    # logs no reload event, though its API answers at once; the reload fails, saying so
+    # logs no reload event, though its API answers at once; the reload fails, saying so, after 10 s
+    # of such answers (a reload takes milliseconds), not at the end of its 60 s timeout
     kept = cfg.read_text()
     cfg.write_text(json.dumps({**json.loads(kept), "debug": False, "max-concurrent-downloads": -1}))
     tasks = f"""
@@ -530,7 +532,7 @@ def test_private_dockerd_flags_are_refused_and_reloadable_keys_reload(
         method: signal
         pidfile: {base / "d.pid"}
         socket: {base / "d.sock"}
-        timeout: 3
+        timeout: 60
       ignore_errors: true
 """
     try:
@@ -541,8 +543,10 @@ def test_private_dockerd_flags_are_refused_and_reloadable_keys_reload(
     refused = run.task("Reload a configuration dockerd refuses")
     msg = refused["result"]["msg"]
     assert refused["status"] == "failed", refused
-    assert "dockerd did not reload its configuration within 3 s" in msg, msg
-    assert "logged no reload event" in msg, msg
+    quiet = re.search(r"dockerd did not reload its configuration: its API answered for ([0-9.]+) s", msg)
+    assert quiet and 10.0 <= float(quiet.group(1)) < 12.0, msg
+    assert "without logging a reload event" in msg, msg
+    assert 9.5 < refused["time"] - refused["task_start"] < 30, refused
     assert "invalid max concurrent downloads: -1" in (base / "dockerd.log").read_text()
     assert client.info()["Debug"] is True, "dockerd applied part of a configuration it refused"
     assert private_dockerd["proc"].poll() is None, "dockerd must survive the refused reload"

@@ -19,7 +19,8 @@ description:
     event (C(GET /events) since the moment before the signal), which dockerd logs only when the
     reload succeeded, and then for C(/_ping). A daemon.json that dockerd refuses (a key also given
     as a dockerd flag, an invalid value) leaves the old configuration running and logs no event -
-    the module fails after O(timeout), saying so. Where an authorization plugin denies
+    the module fails, saying so, once the API has answered for 10 seconds without the event (a
+    reload takes milliseconds), or at O(timeout) if that comes first. Where an authorization plugin denies
     C(GET /events), the module falls back to C(/_ping) alone and warns.
   - With O(method=systemd), runs C(systemctl reload docker) (the unit's ExecReload sends
     SIGHUP), or C(systemctl restart docker) when O(restart=true).
