@@ -10,8 +10,11 @@ must stay. Judged with the host's docker CLI and files.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import threading
 import time
 
@@ -215,21 +218,59 @@ def test_old_plugin_under_an_alias_reading_another_file(fleet: Fleet, howto: str
     fleet.assert_enforced()
 
 
+def _playbook_processes() -> list[int]:
+    """This test process's ansible-playbook descendants (the controller and its workers, not the
+    ssh connections they share with other runs)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if not os.path.basename(argv[0]).startswith(b"ssh") and any(b"ansible-playbook" in a for a in argv):
+            found.append(pid)
+    return found
+
+
 def test_two_runs_at_once_the_second_is_refused(fleet: Fleet, howto: str) -> None:
     """Two harden.yml runs on one host at once: the second stops at the host's lock, naming the
-    run that holds it, and changes nothing; the first converges and releases the lock."""
+    run that holds it, and changes nothing; the first converges and releases the lock. Once the
+    first holds the lock, its controller is paused (SIGSTOP) until the second has finished: a
+    run that changes nothing holds the lock for about two seconds, less than a second
+    ansible-playbook takes to start on a loaded machine."""
     h = fleet.host
     lock = "/run/hardening-docker-authz.lock"
     first: dict[str, PlaybookRun] = {}
     thread = threading.Thread(target=lambda: first.setdefault("run", fleet.play("harden.yml")[0]))
     thread.start()
+    paused: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while h.exec("test", "-f", lock, check=False).returncode != 0:
             assert time.monotonic() < deadline and thread.is_alive(), "the first run never took the lock"
             time.sleep(0.2)
+        paused = _playbook_processes()
+        assert paused, "the first run's ansible-playbook was not found"
+        for pid in paused:
+            os.kill(pid, signal.SIGSTOP)
         second, _ = fleet.play("harden.yml")
     finally:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         thread.join()
     _ok(first["run"])
     assert second.returncode != 0 and fleet.recap(second)["failed"] == 1
