@@ -23,7 +23,7 @@ deny contains msg if {
 
 deny contains "ports: publishing every exposed port (--publish-all) is not allowed" if {
 	creating
-	body_levels[_]["publishallports"] == true
+	body_levels[_].publishallports == true
 }
 
 # [HostIp, HostPort] of every binding in HostConfig.PortBindings (and the top-level copy).

@@ -8,7 +8,7 @@ import rego.v1
 # ------------------------------------------------------------------------------------------
 deny contains "privileged: privileged containers are not allowed (--privileged)" if {
 	creating
-	body_levels[_]["privileged"] == true
+	body_levels[_].privileged == true
 }
 
 deny contains "privileged: privileged exec is not allowed (docker exec --privileged)" if {

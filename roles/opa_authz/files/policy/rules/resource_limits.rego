@@ -90,7 +90,7 @@ limit_removed(limit) if {
 deny contains msg if {
 	config.max_memory_bytes > 0
 	creating
-	value := body_levels[_]["memory"]
+	value := body_levels[_].memory
 	msg := above_ceiling("memory", value, config.max_memory_bytes, " bytes")
 }
 
@@ -158,7 +158,7 @@ deny contains "resource_limits: containers must not have unlimited swap (MemoryS
 	creating
 	limit := "memory"
 	config.required_limits[limit]
-	body_levels[_]["memoryswap"] == -1
+	body_levels[_].memoryswap == -1
 }
 
 # The host's OOM killer: a negative OomScoreAdj spares the container and kills host processes
@@ -171,12 +171,12 @@ deny contains "resource_limits: a negative OomScoreAdj (the host's OOM killer wo
 
 deny contains "resource_limits: OomKillDisable is not allowed" if {
 	creating
-	body_levels[_]["oomkilldisable"] == true
+	body_levels[_].oomkilldisable == true
 }
 
 oom_score_adj_values contains value if {
 	creating
-	value := body_levels[_]["oomscoreadj"]
+	value := body_levels[_].oomscoreadj
 }
 
 oom_score_adj_values contains value if {
@@ -188,7 +188,7 @@ oom_score_adj_values contains value if {
 # outside the daemon's cgroup parent and its limits; also for build containers.
 deny contains "resource_limits: a custom CgroupParent (--cgroup-parent) is not allowed (CIS 5.25)" if {
 	creating
-	value := body_levels[_]["cgroupparent"]
+	value := body_levels[_].cgroupparent
 	is_string(value)
 	value != ""
 }

@@ -17,7 +17,7 @@ runtime_annotation_prefixes := ["org.systemd.property.", "run.oci.", "io.katacon
 
 deny contains msg if {
 	creating
-	value := body_levels[_]["runtime"]
+	value := body_levels[_].runtime
 	is_string(value)
 	value != ""
 	not config.allowed_runtimes[value]
@@ -26,7 +26,7 @@ deny contains msg if {
 
 deny contains msg if {
 	creating
-	annotations := body_levels[_]["annotations"]
+	annotations := body_levels[_].annotations
 	is_object(annotations)
 	_ = annotations[key]
 	prefix := runtime_annotation_prefixes[_]

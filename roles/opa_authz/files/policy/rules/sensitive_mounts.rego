@@ -73,20 +73,23 @@ mount_bases contains base if {
 host_paths := paths if {
 	creating
 	binds := {source | bind := create_binds[_]; parts := split(bind, ":"); count(parts) > 1; source := parts[0]}
-	mounts := {source | mount_bases[base]; source := mount_sources(base)[_]}
 	plugin := {source | entry := input.BindMounts[_]; source := entry.Source; is_string(source)}
 	resolved := {source | entry := input.BindMounts[_]; source := entry.Resolved; is_string(source); source != ""}
-	paths := ((binds | mounts) | plugin) | resolved
+	paths := ((binds | mounted_sources) | plugin) | resolved
 }
 
-host_paths := paths if {
+host_paths := mounted_sources if {
 	service_spec
-	paths := {source | mount_bases[base]; source := mount_sources(base)[_]}
 }
 
 host_paths := paths if {
 	op == "volume_create"
 	paths := volume_option_paths(["driveropts"])
+}
+
+# The host paths of the Mounts lists (bind sources and volume devices), a create's or a service's.
+mounted_sources := sources if {
+	sources := {source | mount_bases[base]; source := mount_sources(base)[_]}
 }
 
 mount_sources(base) := paths if {
