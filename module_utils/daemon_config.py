@@ -316,6 +316,42 @@ def run_systemctl(args: Sequence[str]) -> tuple[int, str]:
     return proc.returncode, proc.stdout
 
 
+DockerdValidator = Callable[[str], tuple[int, str]]
+
+
+def run_dockerd_validate(text: str) -> tuple[int, str]:
+    """``dockerd --validate`` (Docker 23.0 and later) of a daemon.json given as text, read from
+    standard input (nothing is written): (returncode, output). 127 when dockerd is not found;
+    engines before 23.0 answer "unknown flag: --validate"."""
+    dockerd = shutil.which("dockerd") or next(
+        (c for c in ("/usr/bin/dockerd", "/usr/local/bin/dockerd") if os.access(c, os.X_OK)), None
+    )
+    if dockerd is None:
+        return 127, "dockerd: command not found"
+    try:
+        proc = subprocess.run(
+            [dockerd, "--validate", "--config-file", "/dev/stdin"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return 127, str(exc)
+    return proc.returncode, (proc.stderr + proc.stdout).strip()
+
+
+def _validate_unsupported(rc: int, output: str) -> bool:
+    return rc == 127 or "unknown flag: --validate" in output
+
+
+def _validate_message(output: str, path: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    text = lines[-1] if lines else "(no output)"
+    return text.replace("/dev/stdin", path)[:500]
+
+
 @dataclass
 class HostEnv:
     """Where this host's files live. Tests point ``root`` and ``proc`` at temporary trees."""
@@ -323,6 +359,7 @@ class HostEnv:
     root: str = "/"
     proc: str = "/proc"
     systemctl: SystemctlRunner | None = run_systemctl
+    dockerd_validate: DockerdValidator | None = None  # None: run_dockerd_validate
 
     def path(self, abs_path: str) -> str:
         """An absolute host path seen through ``root``."""
@@ -1266,6 +1303,9 @@ class Result:
     reload_required: bool
     restart_required: bool
     backup_file: str | None = None
+    # dockerd --validate of the new content: True (it passed), None (not asked, or an engine
+    # before 23.0 that cannot say)
+    validated: bool | None = None
     created_dir: bool = False
     plugins: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -1338,6 +1378,7 @@ def apply(
     check_mode: bool = False,
     check_flags: bool = True,
     check_plugins: bool = False,
+    check_with_dockerd: bool = False,
     docker_socket: str = DEFAULT_DOCKER_SOCKET,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     env: HostEnv | None = None,
@@ -1354,6 +1395,10 @@ def apply(
     ``approve``: called with the planned result of a change (in check mode too), before anything
     is written; whatever it raises refuses the change (the daemon_json module checks there that
     dockerd can be reloaded as asked).
+
+    ``check_with_dockerd``: before a change, ``dockerd --validate`` (Docker 23.0 and later) must
+    accept the new content; a file dockerd would refuse on its next reload or start is refused
+    here, naming what dockerd said (and whether the file already held it).
 
     Raises :class:`DaemonConfigError` on every refusal, before anything is written.
     """
@@ -1390,6 +1435,8 @@ def apply(
                 f"{c.describe()} (already in {path}: dockerd will refuse to start until one is removed)"
                 for c in stale
             ]
+        if res.changed and check_with_dockerd:
+            res.validated = _check_with_dockerd(res, env)
         if res.changed and check_plugins:
             names = res.after.get("authorization-plugins") or []
             if not isinstance(names, list):
@@ -1431,6 +1478,31 @@ def apply(
             res.backup_file = backup_file(path)
         res.warnings.extend(atomic_write(path, res.after_text.encode("utf-8"), before_rename=before_rename))
     return res
+
+
+def _check_with_dockerd(res: Result, env: HostEnv) -> bool | None:
+    """True when ``dockerd --validate`` accepts the new content, None when this dockerd cannot
+    say (before 23.0, or not found); DaemonConfigError when it refuses it."""
+    validate = env.dockerd_validate or run_dockerd_validate
+    rc, output = validate(res.after_text)
+    if _validate_unsupported(rc, output):
+        return None
+    if rc == 0:
+        return True
+    said = _validate_message(output, res.path)
+    if res.existed:
+        rc_before, before = validate(res.before_text)
+        if rc_before != 0 and not _validate_unsupported(rc_before, before):
+            raise DaemonConfigError(
+                f"{res.path} already holds a configuration dockerd refuses (dockerd --validate: "
+                f"{_validate_message(before, res.path)}): dockerd still runs the configuration it started "
+                "with, and would refuse this file on its next reload or start. Fix the file by hand, then "
+                "run again. Nothing was changed."
+            )
+    raise DaemonConfigError(
+        f"dockerd would refuse {res.path} with this change (dockerd --validate: {said}); changed keys: "
+        f"{', '.join(res.changed_keys) or '(none)'}. Nothing was changed."
+    )
 
 
 def _default_client_factory(socket_path: str) -> Callable[[], Any]:

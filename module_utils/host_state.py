@@ -20,8 +20,9 @@ reference and args wanted, the registry asked for the tag's digest), so a run th
 nothing needs no separate plan; a plan that fails is reported (``failed``, ``msg``), never raised:
 the role then runs ``authz_plugin`` itself, which fails with the same message at its own step.
 With ``daemon_check`` it checks daemon.json as ``daemon_json`` in check mode would with the
-plugin merged into ``authorization-plugins`` (readable, valid, no conflict with dockerd's flags),
-reported the same way.
+plugin merged into ``authorization-plugins`` (readable, valid, no conflict with dockerd's flags,
+and on Docker 23.0 and later accepted by ``dockerd --validate`` when it would change), reported
+the same way.
 """
 
 from __future__ import annotations
@@ -220,7 +221,12 @@ def _daemon_check(path: str, plugin: str, socket: str, content: Content | None =
     ``content``: daemon.json as the host read read it (not read again); ``None``: apply reads it."""
     try:
         res = apply(
-            path, {"authorization-plugins": [plugin]}, check_mode=True, docker_socket=socket, content=content
+            path,
+            {"authorization-plugins": [plugin]},
+            check_mode=True,
+            check_with_dockerd=True,
+            docker_socket=socket,
+            content=content,
         )
     except DaemonConfigError as exc:
         return {"failed": True, "msg": str(exc)}

@@ -18,6 +18,7 @@ remove.yml.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -364,6 +365,78 @@ def test_fault_dockerd_not_running(matrix: Matrix, suite: str) -> None:
     # dockerd started again with the plugin hooked: nothing was changed, it is still enforced
     assert fleet.state() == matrix.before["fault: dockerd not running"][suite]
     fleet.assert_enforced()
+
+
+DOCKERD_CHECK = """
+- name: daemon_json asks the host's dockerd to check the file it would write
+  hosts: all
+  gather_facts: false
+  become: true
+  tasks:
+    - name: Scratch folder
+      ansible.builtin.file:
+        path: /tmp/dockerd-check
+        state: directory
+        mode: "0755"
+    - name: A value dockerd refuses
+      hardening.docker_authz.daemon_json:
+        path: /tmp/dockerd-check/daemon.json
+        settings: {max-concurrent-downloads: -1}
+        check_flags: false
+      ignore_errors: true
+    - name: A value dockerd accepts
+      hardening.docker_authz.daemon_json:
+        path: /tmp/dockerd-check/daemon.json
+        settings: {debug: true}
+        check_flags: false
+    - name: A refused value written by hand
+      ansible.builtin.copy:
+        dest: /tmp/dockerd-check/daemon.json
+        content: '{"debug": true, "max-concurrent-uploads": -2}'
+        mode: "0644"
+    - name: A valid change to a file that already holds a refused value
+      hardening.docker_authz.daemon_json:
+        path: /tmp/dockerd-check/daemon.json
+        settings: {log-level: warn}
+        check_flags: false
+      ignore_errors: true
+"""
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_daemon_json_is_checked_by_the_hosts_dockerd(matrix: Matrix, suite: str) -> None:
+    """Engines from 23.0 on check a daemon.json themselves (dockerd --validate): daemon_json refuses
+    a file that dockerd would refuse on its next reload or start, and says when the file already
+    held the refused value. Engines before 23.0 cannot: the change is written, `validated` null."""
+    if "dockerd check" not in matrix.runs:
+        playbook = matrix.tmp / "dockerd-check.yml"
+        playbook.write_text(DOCKERD_CHECK)
+        out = matrix.tmp / "dockerd-check"
+        out.mkdir()
+        t0 = time.monotonic()
+        run = run_playbook(playbook, out, inventory=matrix.inventory, timeout=300)
+        matrix.runs["dockerd check"] = (run, time.monotonic() - t0)
+    run = matrix.runs["dockerd check"][0]
+    fleet = matrix.fleets[suite]
+    refused = run.task("A value dockerd refuses", fleet.host.name)
+    accepted = run.task("A value dockerd accepts", fleet.host.name)
+    held = run.task("A valid change to a file that already holds a refused value", fleet.host.name)
+    assert accepted["status"] == "ok" and accepted["result"]["changed"], accepted
+    if ENGINES[suite][0] == "20.10":
+        assert refused["status"] == "ok" and refused["result"]["validated"] is None, refused
+        assert held["status"] == "ok" and held["result"]["validated"] is None, held
+        return
+    msg = refused["result"]["msg"]
+    assert refused["status"] == "failed" and not refused["result"]["changed"], refused
+    assert msg.startswith("dockerd would refuse /tmp/dockerd-check/daemon.json with this change"), msg
+    assert "invalid max concurrent downloads: -1" in msg, msg
+    assert accepted["result"]["validated"] is True, accepted
+    msg = held["result"]["msg"]
+    assert held["status"] == "failed" and not held["result"]["changed"], held
+    assert msg.startswith("/tmp/dockerd-check/daemon.json already holds a configuration dockerd refuses"), msg
+    assert "invalid max concurrent uploads: -2" in msg, msg
+    text = fleet.host.exec("cat", "/tmp/dockerd-check/daemon.json").stdout
+    assert json.loads(text) == {"debug": True, "max-concurrent-uploads": -2}, text
 
 
 @pytest.mark.parametrize("suite", SUITES)

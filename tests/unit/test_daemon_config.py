@@ -657,3 +657,79 @@ def test_approve_sees_the_planned_change_before_the_write_and_can_refuse_it(tmp_
     seen.clear()
     assert not dc.apply(str(f), {"debug": True}, check_flags=False, approve=note).changed
     assert seen == []
+
+
+# ---------------------------------------------------------------------------------------
+# check_with_dockerd: dockerd --validate of the new content (Docker 23.0 and later)
+# ---------------------------------------------------------------------------------------
+class Validator:
+    """Stands in for `dockerd --validate --config-file /dev/stdin`: refuses a negative
+    max-concurrent-downloads as dockerd 26 does, or answers as an engine before 23.0."""
+
+    def __init__(self, supported: bool = True) -> None:
+        self.supported = supported
+        self.seen: list[dict] = []
+
+    def __call__(self, text: str) -> tuple[int, str]:
+        self.seen.append(json.loads(text))
+        if not self.supported:
+            return 1, "Status: unknown flag: --validate\nSee 'dockerd --help'., Code: 125"
+        if self.seen[-1].get("max-concurrent-downloads", 0) < 0:
+            return 1, (
+                "unable to configure the Docker daemon with file /dev/stdin: merged configuration "
+                "validation from file and command line flags failed: invalid max concurrent downloads: -1"
+            )
+        return 0, "configuration OK"
+
+
+def test_dockerd_validate_passes_the_new_content(target, env):
+    env.dockerd_validate = Validator()
+    res = dc.apply(str(target), {"debug": True}, env=env, check_with_dockerd=True)
+    assert res.changed and res.validated is True
+    assert env.dockerd_validate.seen == [json.loads(target.read_text())]
+
+
+def test_a_value_dockerd_refuses_is_refused_before_writing(target, env):
+    env.dockerd_validate = Validator()
+    for check_mode in (True, False):
+        with pytest.raises(dc.DaemonConfigError) as err:
+            dc.apply(
+                str(target),
+                {"max-concurrent-downloads": -1},
+                env=env,
+                check_with_dockerd=True,
+                check_mode=check_mode,
+            )
+        msg = str(err.value)
+        assert msg.startswith(f"dockerd would refuse {target} with this change (dockerd --validate: "), msg
+        assert f"with file {target}:" in msg and "invalid max concurrent downloads: -1" in msg, msg
+        assert "changed keys: max-concurrent-downloads. Nothing was changed." in msg, msg
+        assert target.read_bytes() == EXAMPLE
+
+
+def test_a_file_that_already_holds_a_refused_value_says_so(target, env):
+    env.dockerd_validate = Validator()
+    target.write_text('{"max-concurrent-downloads": -1}\n')
+    with pytest.raises(dc.DaemonConfigError) as err:
+        dc.apply(str(target), {"debug": True}, env=env, check_with_dockerd=True)
+    msg = str(err.value)
+    assert msg.startswith(f"{target} already holds a configuration dockerd refuses (dockerd --validate: "), (
+        msg
+    )
+    assert "would refuse this file on its next reload or start" in msg
+    assert msg.endswith("Nothing was changed.")
+    assert target.read_text() == '{"max-concurrent-downloads": -1}\n'
+
+
+def test_engines_before_23_cannot_validate_and_nothing_is_refused(target, env):
+    env.dockerd_validate = Validator(supported=False)
+    res = dc.apply(str(target), {"max-concurrent-downloads": -1}, env=env, check_with_dockerd=True)
+    assert res.changed and res.validated is None
+
+
+def test_dockerd_is_not_asked_without_a_change_or_when_off(target, env):
+    env.dockerd_validate = Validator()
+    same = dc.apply(str(target), {"storage-driver": "overlay2"}, env=env, check_with_dockerd=True)
+    assert not same.changed and same.validated is None
+    assert dc.apply(str(target), {"max-concurrent-downloads": -1}, env=env).validated is None
+    assert env.dockerd_validate.seen == []

@@ -145,3 +145,25 @@ def test_host_read_of_a_directory_keeps_applys_message(tmp_path, empty_host):
     assert state["daemon_check"]["msg"] == (
         f"{path} is a directory, not a file; give the path of daemon.json"
     )
+
+
+def test_host_read_refuses_what_dockerd_would_refuse(tmp_path, empty_host):
+    """On Docker 23.0 and later the host read's check hands the file it would write to
+    `dockerd --validate`: a value dockerd refuses fails the run before anything changes."""
+    seen: list[str] = []
+
+    def dockerd_26(text: str) -> tuple[int, str]:
+        seen.append(text)
+        refused = "invalid max concurrent downloads: -1"
+        return 1, f"unable to configure the Docker daemon with file /dev/stdin: {refused}"
+
+    empty_host.dockerd_validate = dockerd_26
+    path = tmp_path / "daemon.json"
+    path.write_text('{"max-concurrent-downloads": -1}\n')
+    state = _read_host(tmp_path, path)
+    check = state["daemon_check"]
+    assert check["failed"], check
+    assert check["msg"].startswith(f"{path} already holds a configuration dockerd refuses"), check["msg"]
+    assert f"with file {path}: invalid max concurrent downloads: -1" in check["msg"], check["msg"]
+    assert len(seen) == 2 and '"authorization-plugins"' in seen[0]
+    assert path.read_text() == '{"max-concurrent-downloads": -1}\n'

@@ -90,6 +90,16 @@ options:
         checked them yourself.
     type: bool
     default: true
+  check_with_dockerd:
+    description:
+      - Before a change, have the host's dockerd check the new content (C(dockerd --validate), Docker
+        23.0 and later; the content goes through standard input, nothing is written), and refuse a
+        file dockerd would refuse on its next reload or start, naming what dockerd said. When the
+        file already held a configuration dockerd refuses, the message says so.
+      - Engines before 23.0 cannot check a file this way; RV(validated) is then null.
+      - Runs only when the file would change, in check mode too.
+    type: bool
+    default: true
   check_plugins:
     description:
       - Before writing, confirm that every plugin named in the resulting
@@ -271,6 +281,13 @@ reloaded:
   returned: always
   type: dict
   sample: {"method": "signal", "restarted": false, "pid": 412, "seconds": 0.21, "reload_event": true}
+validated:
+  description:
+    - V(true) when C(dockerd --validate) accepted the new content (O(check_with_dockerd)); null when
+      nothing changed, when the check was off, or when the engine (before 23.0) cannot check a file.
+  returned: always
+  type: bool
+  sample: true
 plugins:
   description: How each authorization plugin was found by O(check_plugins).
   returned: when O(check_plugins) ran
@@ -313,6 +330,7 @@ def main() -> None:
             "backup": {"type": "bool", "default": False},
             "check_flags": {"type": "bool", "default": True},
             "check_plugins": {"type": "bool", "default": False},
+            "check_with_dockerd": {"type": "bool", "default": True},
             "docker_socket": {"type": "path", "default": DEFAULT_DOCKER_SOCKET},
             "lock_timeout": {"type": "float", "default": DEFAULT_LOCK_TIMEOUT},
             "reload": {"type": "str", "choices": ["none", *METHODS], "default": "none"},
@@ -343,6 +361,7 @@ def main() -> None:
             check_mode=module.check_mode,
             check_flags=p["check_flags"],
             check_plugins=p["check_plugins"],
+            check_with_dockerd=p["check_with_dockerd"],
             docker_socket=p["docker_socket"],
             lock_timeout=p["lock_timeout"],
             approve=approve,
@@ -388,6 +407,7 @@ def main() -> None:
         "reload_required": res.reload_required,
         "restart_required": res.restart_required,
         "reloaded": None,
+        "validated": res.validated,
     }
     if planned and res.changed:
         try:
