@@ -447,6 +447,34 @@ def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
         h.exec("rm", "-f", "/etc/docker/daemon.json")
 
 
+def test_fault_daemon_json_with_a_value_dockerd_refuses_rolls_back(fresh_fleet: Fleet) -> None:
+    """A value written by hand and never applied (dockerd keeps the configuration it started with,
+    and refuses the file on every reload): Docker 20.10 cannot check a file beforehand, so the
+    hook's reload is refused, and says so after 10 s; the rollback's reloads are refused for the
+    same reason, and it restores everything else all the same."""
+    h = fresh_fleet.host
+    refused = '{"max-concurrent-downloads": -1}\n'
+    h.write_file("/etc/docker/daemon.json", refused)
+    try:
+        before = fresh_fleet.state()
+        pid = h.dockerd_pid()
+        run, seconds = fresh_fleet.play("harden.yml")
+        TIMINGS["fault: daemon.json value dockerd refuses + rollback"] = seconds
+        out = _failed_with(fresh_fleet, run, "Rolled back")
+        hook = fresh_fleet.task(run, HOOK)
+        assert hook["status"] == "failed", hook
+        msg = hook["result"]["msg"]
+        assert "dockerd did not reload its configuration: its API answered for 1" in msg, msg[:800]
+        assert "dockerd did not reload its configuration" in out, out[-3000:]
+        assert "the rollback then failed" not in out, out[-3000:]
+        assert fresh_fleet.state() == before
+        assert h.read_file("/etc/docker/daemon.json") == refused
+        assert h.dockerd_pid() == pid
+        fresh_fleet.assert_not_enforced()
+    finally:
+        h.exec("rm", "-f", "/etc/docker/daemon.json")
+
+
 def test_fault_dockerd_not_running(fresh_fleet: Fleet) -> None:
     h = fresh_fleet.host
     h.stop_dockerd()
