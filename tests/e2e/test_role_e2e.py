@@ -7,14 +7,16 @@ is made with the host's own docker CLI and files, not with the role's own report
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ALIAS, DENIED, HOOK, POLICY, ROOT, TIMINGS, UNHOOK, Fleet
+from tests.e2e.conftest import ALIAS, DENIED, HOOK, POLICY, ROOT, TIMINGS, UNHOOK, Fleet, HostState
 from tests.lib import dind
 from tests.lib.ansible_run import run_playbook
 
@@ -410,20 +412,28 @@ def broken_template_collection(tmp: Path) -> Path:
     return tmp / "collections"
 
 
+@contextlib.contextmanager
+def _daemon_json_before_the_run(fleet: Fleet, text: str) -> Iterator[tuple[HostState, int]]:
+    """daemon.json as a host set up by hand has it (removed again afterwards): yields the host's
+    state and dockerd's pid before the run."""
+    h = fleet.host
+    h.write_file("/etc/docker/daemon.json", text)
+    try:
+        yield fleet.state(), h.dockerd_pid()
+    finally:
+        h.exec("rm", "-f", "/etc/docker/daemon.json")
+
+
 def test_fault_daemon_json_invalid_before_the_run(fresh_fleet: Fleet) -> None:
     h = fresh_fleet.host
     broken = '{"log-level": "info",,}\n'
-    h.write_file("/etc/docker/daemon.json", broken)
-    try:
-        before = fresh_fleet.state()
+    with _daemon_json_before_the_run(fresh_fleet, broken) as (before, _pid):
         run, _ = fresh_fleet.play("harden.yml")
         out = _failed_with(fresh_fleet, run, "daemon.json")
         assert "line 1" in out or "column" in out, out[-3000:]
         assert fresh_fleet.state() == before
         assert h.read_file("/etc/docker/daemon.json") == broken
         fresh_fleet.assert_not_enforced()
-    finally:
-        h.exec("rm", "-f", "/etc/docker/daemon.json")
 
 
 def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
@@ -431,10 +441,7 @@ def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
     would make dockerd exit, so the hook is refused and everything installed is rolled back."""
     h = fresh_fleet.host
     stale = '{\n  "authorization-plugins": ["ghost-authz"]\n}\n'
-    h.write_file("/etc/docker/daemon.json", stale)
-    try:
-        before = fresh_fleet.state()
-        pid = h.dockerd_pid()
+    with _daemon_json_before_the_run(fresh_fleet, stale) as (before, pid):
         run, _ = fresh_fleet.play("harden.yml")
         out = _failed_with(fresh_fleet, run, "Rolled back")
         assert "ghost-authz" in out
@@ -443,8 +450,6 @@ def test_fault_daemon_json_names_a_missing_plugin(fresh_fleet: Fleet) -> None:
         assert fresh_fleet.state() == before
         assert h.dockerd_pid() == pid
         fresh_fleet.assert_not_enforced()
-    finally:
-        h.exec("rm", "-f", "/etc/docker/daemon.json")
 
 
 def test_fault_daemon_json_with_a_value_dockerd_refuses_rolls_back(fresh_fleet: Fleet) -> None:
@@ -454,10 +459,7 @@ def test_fault_daemon_json_with_a_value_dockerd_refuses_rolls_back(fresh_fleet: 
     same reason, and it restores everything else all the same."""
     h = fresh_fleet.host
     refused = '{"max-concurrent-downloads": -1}\n'
-    h.write_file("/etc/docker/daemon.json", refused)
-    try:
-        before = fresh_fleet.state()
-        pid = h.dockerd_pid()
+    with _daemon_json_before_the_run(fresh_fleet, refused) as (before, pid):
         run, seconds = fresh_fleet.play("harden.yml")
         TIMINGS["fault: daemon.json value dockerd refuses + rollback"] = seconds
         out = _failed_with(fresh_fleet, run, "Rolled back")
@@ -471,8 +473,6 @@ def test_fault_daemon_json_with_a_value_dockerd_refuses_rolls_back(fresh_fleet: 
         assert h.read_file("/etc/docker/daemon.json") == refused
         assert h.dockerd_pid() == pid
         fresh_fleet.assert_not_enforced()
-    finally:
-        h.exec("rm", "-f", "/etc/docker/daemon.json")
 
 
 def test_fault_dockerd_not_running(fresh_fleet: Fleet) -> None:
