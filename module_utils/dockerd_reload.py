@@ -276,6 +276,7 @@ def wait_for_api(
                     "(a key also given as a dockerd flag, an invalid value) and says why in its log "
                     "(journalctl -u docker, or its log file)",
                     last_error=why,
+                    refused=True,
                 )
         else:
             no_event_since = None

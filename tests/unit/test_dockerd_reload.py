@@ -301,6 +301,7 @@ def test_a_configuration_dockerd_refuses_fails(tmp_path: Path, timeout: float, e
     quiet = re.search(r"answered for ([0-9.]+) s after the reload without logging a reload", str(err.value))
     assert quiet and abs(float(quiet.group(1)) - ends) < 0.1, str(err.value)
     assert "so it still runs the configuration it had" in str(err.value)
+    assert err.value.details["refused"] is True
     assert "journalctl -u docker" in str(err.value)
     assert {what for what, _ in fake.asked} == {"event"}
     assert round(fake.now, 2) == ends

@@ -101,6 +101,13 @@ seconds:
   returned: success
   type: float
   sample: 0.21
+refused:
+  description:
+    - On failure, true when dockerd refused the reloaded daemon.json (its API answered without the
+      reload event), so it still runs the configuration it had.
+  returned: when dockerd refused the file
+  type: bool
+  sample: true
 reload_event:
   description:
     - Whether dockerd's C(reload) event proved the reload - V(true); V(false) when an authorization
