@@ -16,6 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.hardening.docker_authz.plugins.module_utils import opa_args
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import OpaArgs
+
 PREFIX = "docker_authz_"
 POLICY_MODES = ("file", "bundle")
 RELOAD_METHODS = ("auto", "systemd", "signal")
@@ -39,14 +42,6 @@ def _seconds(value: Any) -> int | None:
 def plugin_path(host_path: str) -> str:
     """A path under /etc/docker as the plugin sees it (/etc/docker is /opa in the plugin)."""
     return posixpath.join(PLUGIN_ROOT, posixpath.relpath(host_path, "/etc/docker"))
-
-
-def _flag_value(args: list[str], flag: str) -> str | None:
-    """The word after the first `flag` in an opa-args list (None when absent or last)."""
-    if flag not in args:
-        return None
-    index = args.index(flag) + 1
-    return args[index] if index < len(args) else None
 
 
 def _plugin_problems(v: Mapping[str, Any]) -> list[str]:
@@ -128,43 +123,56 @@ def _bundle_problems(v: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _read_args(name: str, args: str, image: Any) -> tuple[OpaArgs, list[str]]:
+    """The opa-args as the plugin reads them, and their problems prefixed with the variable.
+    -log-only-denied is the role's to set (vars/main.yml): it is read without it."""
+    tag = opa_args.tag_of(str(image)) if isinstance(image, str) else ""
+    known = opa_args.flags_of(str(image)) if isinstance(image, str) else None
+    words = [w for w in args.split() if w != "-log-only-denied"]
+    parsed = opa_args.parse(words, known, tag)
+    return parsed, [f"docker_authz_{name}='{args}': {problem}" for problem in parsed.problems]
+
+
 def _args_problems(v: Mapping[str, Any], opa_config_in_plugin: str, opa_config_dest: str) -> list[str]:
     """The plugin must read what the role writes: the OPA config in bundle mode, the policy file
-    in file mode (opa-docker-authz allows every request when it has no policy file)."""
+    in file mode (opa-docker-authz allows every request when it has no policy file), and start:
+    the args are read as the plugin's Go flag package reads them (module_utils/opa_args.py)."""
     dest = v.get("policy_dest")
     dest_ok = isinstance(dest, str) and POLICY_DEST.fullmatch(dest) is not None
     if v.get("policy_mode") == "bundle":
         args = v.get("plugin_bundle_args")
-        words = args.split() if isinstance(args, str) else []
+        parsed, problems = OpaArgs(), []
+        if isinstance(args, str):
+            parsed, problems = _read_args("plugin_bundle_args", args, v.get("plugin_image"))
         if not (
             isinstance(args, str)
             and dest_ok
-            and "-policy-file" not in words
-            and _flag_value(words, "-config-file") == opa_config_in_plugin
+            and "policy-file" not in parsed.values
+            and parsed.string("config-file") == opa_config_in_plugin
         ):
-            return [
+            problems.append(
                 "In bundle mode the plugin must read the OPA config this role writes "
                 f"({opa_config_dest}, which the plugin sees as {opa_config_in_plugin}). "
                 f"docker_authz_plugin_bundle_args must contain '-config-file {opa_config_in_plugin}' and no "
                 "-policy-file, and docker_authz_policy_dir must be under /etc/docker. "
                 f"Got docker_authz_plugin_bundle_args='{args!s}', "
                 f"docker_authz_policy_dest={dest!s}."
-            ]
-        return []
+            )
+        return problems
     args = v.get("plugin_args")
     if not isinstance(args, str):
         return []  # reported by _plugin_problems
-    words = args.split()
+    parsed, problems = _read_args("plugin_args", args, v.get("plugin_image"))
     expected = plugin_path(dest) if dest_ok else f"{PLUGIN_ROOT}/policies/authz.rego"
-    if not (dest_ok and "-config-file" not in words and _flag_value(words, "-policy-file") == expected):
-        return [
+    if not (dest_ok and "config-file" not in parsed.values and parsed.string("policy-file") == expected):
+        problems.append(
             "The plugin must read the policy this role writes, or it allows every request (opa-docker-authz "
             "fails open without a policy file). docker_authz_policy_dest must be a .rego file under "
             f"/etc/docker (the plugin sees /etc/docker as {PLUGIN_ROOT}), and docker_authz_plugin_args must "
             f"contain '-policy-file {expected}' and no -config-file. "
             f"Got docker_authz_policy_dest={dest!s}, docker_authz_plugin_args='{args}'."
-        ]
-    return []
+        )
+    return problems
 
 
 def _daemon_problems(v: Mapping[str, Any]) -> list[str]:

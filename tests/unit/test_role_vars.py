@@ -148,8 +148,9 @@ def test_good_bundle_service_variables_pass() -> None:
 )
 def test_file_mode_args_must_read_the_policy_the_role_writes(args: str) -> None:
     found = problems({**GOOD, "docker_authz_plugin_args": args})
-    assert len(found) == 1, found
-    assert "fails open" in found[0] and "'-policy-file /opa/policies/authz.rego'" in found[0], found
+    assert "fails open" in found[-1] and "'-policy-file /opa/policies/authz.rego'" in found[-1], found
+    # a flag without its value is named too (the plugin would exit at start)
+    assert len(found) == (2 if args == "-policy-file" else 1), found
 
 
 def test_file_mode_follows_the_policy_dest() -> None:
@@ -173,8 +174,8 @@ def test_file_mode_follows_the_policy_dest() -> None:
 )
 def test_bundle_mode_args_must_read_the_opa_config_the_role_writes(args: Any) -> None:
     found = problems({**BUNDLE, "docker_authz_plugin_bundle_args": args})
-    assert len(found) == 1, found
-    assert "must contain '-config-file /opa/policies/opa-config.yaml'" in found[0], found
+    assert len(found) == (2 if args == "-config-file" else 1), found
+    assert "must contain '-config-file /opa/policies/opa-config.yaml'" in found[-1], found
     # in file mode the bundle args are not read
     assert problems({**GOOD, "docker_authz_plugin_bundle_args": args}) == []
 
@@ -187,3 +188,66 @@ def test_bundle_mode_needs_the_policy_under_etc_docker() -> None:
 def test_plugin_path() -> None:
     assert plugin_path("/etc/docker/policies/authz.rego") == "/opa/policies/authz.rego"
     assert plugin_path("/etc/docker/x.rego") == "/opa/x.rego"
+
+
+# ------------------------------------------------------------------ opa-args as Go reads them
+V10 = "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-{arch}"
+V04 = "openpolicyagent/opa-docker-authz-v2:0.4"
+
+
+@pytest.mark.parametrize(
+    ("args", "image", "text"),
+    [
+        # Go's flag package stops at 'false': the policy file is never set, the plugin allows
+        # every request (a search for the words finds '-policy-file X' and used to pass this)
+        ("-skip-ping false -policy-file /opa/policies/authz.rego", V10, "write -skip-ping=false"),
+        # the last value wins: the plugin reads another file than the role writes
+        ("-policy-file /opa/policies/authz.rego -policy-file /opa/other.rego", V10, "fails open"),
+        ("-policy-file /opa/policies/authz.rego extra -quiet", V10, "ignores 'extra -quiet'"),
+        ("-policy-file /opa/policies/authz.rego -no-such-flag", V10, "has no flag -no-such-flag"),
+        (
+            "-policy-file /opa/policies/authz.rego -quiet",
+            "openpolicyagent/opa-docker-authz-v2:0.4",
+            "came in 0.7",
+        ),
+        ("-policy-file /opa/policies/authz.rego -plugin-name authz", V10, "never starts"),
+        ("-policy-file /opa/policies/authz.rego -allowPath data.docker.authz.deny", V10, "remove -allowPath"),
+        ("-policy-file /opa/policies/authz.rego -check", V10, "exit instead of serving"),
+        ("-policy-file /opa/policies/authz.rego -quiet=yes", V10, "is not a boolean"),
+        ("-help -policy-file /opa/policies/authz.rego", V10, "print its usage"),
+    ],
+)
+def test_args_the_plugin_reads_otherwise_or_exits_on_are_refused(args: str, image: str, text: str) -> None:
+    found = problems({**GOOD, "docker_authz_plugin_args": args, "docker_authz_plugin_image": image})
+    assert found and any(text in p for p in found), found
+    assert all(p.startswith("docker_authz_plugin_args=") or "fails open" in p for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("args", "image"),
+    [
+        ("--policy-file=/opa/policies/authz.rego", V10),
+        ("-policy-file /opa/other.rego -policy-file=/opa/policies/authz.rego -quiet=false", V10),
+        ("-skip-ping=false -allowPath /docker/authz/allow -policy-file /opa/policies/authz.rego --", V10),
+        # the role sets -log-only-denied itself (v1 only), whatever the variable says
+        ("-policy-file /opa/policies/authz.rego -log-only-denied", "openpolicyagent/opa-docker-authz-v2:0.8"),
+        # a tag that names no release: flags the role does not know are the image's business
+        ("-policy-file /opa/policies/authz.rego -no-such-flag", "registry.example/opa-docker-authz:edge"),
+        ("-policy-file /opa/policies/authz.rego -new-flag=1", "registry.example/opa-docker-authz:v0.11"),
+    ],
+)
+def test_args_go_reads_as_the_role_writes_pass(args: str, image: str) -> None:
+    assert problems({**GOOD, "docker_authz_plugin_args": args, "docker_authz_plugin_image": image}) == []
+
+
+def test_bundle_args_are_read_as_go_reads_them() -> None:
+    found = problems(
+        {**BUNDLE, "docker_authz_plugin_bundle_args": "-config-file /opa/policies/opa-config.yaml -x"}
+    )
+    assert (
+        len(found) == 1
+        and found[0].startswith("docker_authz_plugin_bundle_args=")
+        and "no flag -x" in found[0]
+    )
+    bundle = "-quiet -config-file=/opa/policies/opa-config.yaml"
+    assert problems({**BUNDLE, "docker_authz_plugin_bundle_args": bundle}) == []
