@@ -54,6 +54,7 @@ from .daemon_config import (
 )
 from .diagnose import dockerd_pid, same_plugin
 from .docker_api import DockerAPIError, DockerClient, DockerError
+from .opa_args import parse as parse_opa_args
 from .plugin import PluginError, ensure
 
 OPA_SOCKET = "opa-docker-authz.sock"
@@ -483,14 +484,9 @@ def adopt(
 
 
 def _policy_file(args: list[str]) -> str | None:
-    """The file ``-policy-file`` names in opa-args (``-policy-file X``, ``--policy-file=X``)."""
-    for i, a in enumerate(args):
-        name, eq, value = a.partition("=")
-        if name in ("-policy-file", "--policy-file"):
-            if eq:
-                return value
-            return args[i + 1] if i + 1 < len(args) else None
-    return None
+    """The file ``-policy-file`` names in opa-args as the plugin reads them (Go's flag package:
+    ``--policy-file=X`` too, the last one given, none after a word that is not a flag)."""
+    return parse_opa_args(args).string("policy-file")
 
 
 def _install_params(params: dict[str, Any]) -> dict[str, Any]:

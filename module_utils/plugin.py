@@ -38,6 +38,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
     DockerClient,
     DockerError,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import parse as parse_opa_args
 
 DEFAULT_ALIAS = "opa-docker-authz"
 OFFICIAL_REPOSITORY = "ghcr.io/open-policy-agent/opa-docker-authz"
@@ -1095,17 +1096,16 @@ def ensure(
                 # a digest reference resolves to itself; anything else is the registry's business
                 resolved = ref.digest
             remote_digest = resolved
+        read = parse_opa_args(desired.args) if desired.args is not None else None
         if (
-            desired.args is not None
-            and not any(
-                a.split("=")[0] in ("-policy-file", "--policy-file", "-config-file", "--config-file")
-                for a in desired.args
-            )
+            read is not None
+            and not ({"policy-file", "config-file"} & read.values.keys())
             and (current is None or current.args_name == "opa-args")
         ):
             warnings.append(
-                "args name neither -policy-file nor -config-file: opa-docker-authz then ALLOWS EVERY REQUEST "
-                "(fails open)"
+                "args name neither -policy-file nor -config-file as the plugin reads them (Go's flag "
+                "package stops at the first word that is not a flag): opa-docker-authz then ALLOWS EVERY "
+                "REQUEST (fails open)"
             )
 
     config_changes: bool | None = None

@@ -51,6 +51,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
     DockerError,
     DockerUnavailable,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import parse as parse_opa_args
 
 PREFIX = "docker_authz_"
 DEFAULT_ALIAS = "opa-docker-authz"
@@ -1703,14 +1704,9 @@ def plugin_facts(client: DockerClient, alias: str, policy_path: str | None) -> d
 
 
 def host_policy_path(plugin: dict[str, Any], args: str) -> str | None:
-    """Map ``-policy-file /opa/policies/authz.rego`` through the plugin's mounts to a host path."""
-    words = args.split()
-    path = None
-    for i, word in enumerate(words):
-        if word in ("-policy-file", "--policy-file") and i + 1 < len(words):
-            path = words[i + 1]
-        elif word.startswith(("-policy-file=", "--policy-file=")):
-            path = word.split("=", 1)[1]
+    """Map ``-policy-file /opa/policies/authz.rego`` (as the plugin reads its args) through the
+    plugin's mounts to a host path."""
+    path = parse_opa_args(args).string("policy-file")
     if not path:
         return None
     config = plugin.get("Config") or {}
