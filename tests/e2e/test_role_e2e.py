@@ -339,10 +339,39 @@ def test_fault_policy_in_the_wrong_dialect_rolls_back(fleet: Fleet) -> None:
     fleet.assert_enforced()
 
 
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        # the plugin would exit at start (before, the run waited out the engine's socket window
+        # three times, about 80 s, then rolled back)
+        ("-policy-file /opa/policies/authz.rego -no-such-flag", "has no flag -no-such-flag"),
+        # Go's flag package stops at 'false': no policy file, every request allowed (before, the
+        # run installed it and only the verification noticed)
+        ("-skip-ping false -policy-file /opa/policies/authz.rego", "write -skip-ping=false"),
+    ],
+)
+def test_args_the_plugin_reads_otherwise_are_refused_before_anything_changes(
+    fleet: Fleet, args: str, text: str
+) -> None:
+    before = fleet.state()
+    run, seconds = fleet.play("harden.yml", {"docker_authz_plugin_args": args})
+    TIMINGS[f"args refused ({args.split()[0]})"] = seconds
+    out = _failed_with(fleet, run, text)
+    assert "Check the plugin, policy mode, bundle, daemon and dictionary variables" in out
+    assert fleet.state() == before
+
+
 def test_fault_plugin_that_fails_to_start_rolls_back(fleet: Fleet) -> None:
     before = fleet.state()
+    # A tag that names no release (edge): the role cannot know the image's flags and leaves an
+    # unknown one to the plugin, which exits at start on it.
+    edge = fleet.plugin_ref.rsplit(":", 1)[0] + ":edge"
     run, seconds = fleet.play(
-        "harden.yml", {"docker_authz_plugin_args": "-policy-file /opa/policies/authz.rego -no-such-flag"}
+        "harden.yml",
+        {
+            "docker_authz_plugin_image": edge,
+            "docker_authz_plugin_args": "-policy-file /opa/policies/authz.rego -no-such-flag",
+        },
     )
     TIMINGS["fault: plugin fails to start + rollback"] = seconds
     out = _failed_with(fleet, run, "Install, configure and enable the plugin")
