@@ -70,7 +70,7 @@ clean:
 
 # Benchmark (not a test): per-request compile+evaluate of the restricted policy vs the how-to's.
 bench-policy: setup
-	python -m tests.policy.bench_policy
+	python -m tests.policy.bench_policy $(BENCH_ARGS)
 
 # Benchmark (not a test): harden.yml wall time and tasks per host on 1, 4 and 8 DinD hosts.
 bench-fleet: env

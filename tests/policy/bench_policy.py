@@ -20,6 +20,13 @@ numbers only.
 
     make bench-policy            # or: .venv/bin/python -m tests.policy.bench_policy [--rounds N] [--regopy]
                                  #     [--clock cpu] [--stat min]  (steadier on a loaded machine)
+                                 #     [--breakdown]  (where policy-file mode's cost comes from)
+    make bench-policy BENCH_ARGS="--breakdown --rounds 31"
+
+``--breakdown`` adds, for policy-file mode and the restricted profile, what the library costs
+alone (every rule off: the checks of the input, the request and the body that are always on)
+and what each rule adds to it when it is the only one on, beside the how-to, in the same run:
+the floor any policy built on this library pays per request.
 """
 
 from __future__ import annotations
@@ -38,11 +45,14 @@ from opa_bindings import OpaEngine
 
 from ansible_collections.hardening.docker_authz.plugins.filter.policy import _sources, policy_config
 from module_utils.policy import POLICY_VARIABLES, assemble_policy
+from module_utils.probes import RULE_DEFAULTS
 from tests.opa_docker_authz_double.opa_input import build_input
 from tests.policy.harness import bundle_files, render, variables
 from tests.policy.requests import create, read, write
 
 ALLOW = "docker.authz.allow"
+# The rule switches (docker_authz_deny_privileged, ...), without the prefix.
+RULE_VARIABLES = tuple(RULE_DEFAULTS)
 
 # The how-to's policy, three rules, in Rego v1 as OPA 1.x (opa-docker-authz v0.10) needs it.
 HOWTO_POLICY_V1 = """package docker.authz
@@ -182,6 +192,47 @@ def _rego(files: dict[str, str]) -> list[str]:
     return [content for path, content in files.items() if path.endswith(".rego")]
 
 
+def breakdown(rounds: int) -> None:
+    """Policy-file mode, restricted profile, a compliant create: the library alone, each rule
+    alone on top of it, and the whole policy, in ms and as multiples of the how-to."""
+    doc = build_input(REQUESTS["POST /containers/create (compliant)"])
+    off = {name: False for name in RULE_VARIABLES}
+    howto = median_ms(file_mode(HOWTO_POLICY_V1, doc), rounds)
+    library_text = render("v1", profile="restricted", **off)
+    library = median_ms(file_mode(library_text, doc), rounds)
+    whole_text = render("v1", profile="restricted")
+    whole = median_ms(file_mode(whole_text, doc), rounds)
+    print()
+    print(
+        f"policy-file mode, restricted profile, compliant create: where the compile + evaluate goes "
+        f"({STAT.__name__} of {rounds}, ms)"
+    )
+    header = f"{'policy':44}{'lines':>7}{'ms':>10}{'x how-to':>10}{'adds':>10}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'how-to (3 rules)':44}{len(HOWTO_POLICY_V1.splitlines()):7}{howto:10.3f}{1:9.1f}x")
+    print(f"{'library alone (every rule off)':44}{len(library_text.splitlines()):7}{library:10.3f}"
+          f"{library / howto:9.1f}x")
+    added = 0.0
+    for name in sorted(RULE_VARIABLES):
+        on = dict(off)
+        on.pop(name)
+        text = render("v1", profile="restricted", **on)
+        if text == library_text:
+            continue  # off in the restricted profile
+        ms = median_ms(file_mode(text, doc), rounds)
+        added += ms - library
+        label = f"library + {name}"
+        print(f"{label:44}{len(text.splitlines()):7}{ms:10.3f}{ms / howto:9.1f}x{ms - library:+10.3f}")
+    print(f"{'the restricted policy':44}{len(whole_text.splitlines()):7}{whole:10.3f}{whole / howto:9.1f}x"
+          f"{whole - library:+10.3f}")
+    print(
+        f"the library alone is {library / howto:.1f}x the how-to (the goal for the whole policy is <= 20x); "
+        f"the rules add {whole - library:.1f} ms together, {added:.1f} ms one by one (each one alone also "
+        "pulls in the library's helpers it shares with others)"
+    )
+
+
 def restricted_config() -> dict[str, Any]:
     values = variables(profile="restricted")
     return policy_config({k: v for k, v in values.items() if k in POLICY_VARIABLES})
@@ -191,6 +242,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--regopy", action="store_true", help="add regopy's compile + evaluate figures")
+    parser.add_argument(
+        "--breakdown", action="store_true",
+        help="add policy-file mode's cost by part: the library alone, each rule alone on top of it",
+    )
     parser.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
@@ -276,6 +331,8 @@ def main() -> None:
             v1 = median_ms(regopy_file_mode(singles["restricted"], doc), args.rounds)
             v0 = median_ms(regopy_file_mode(v0_restricted, doc), args.rounds)
             print(f"{label:38}{howto:14.2f}{v1:16.2f}{v0:16.2f}{v1 / howto:9.1f}x")
+    if args.breakdown:
+        breakdown(args.rounds)
 
 
 if __name__ == "__main__":
