@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 PLUGIN_NAME = "opa-docker-authz"
 ALLOW_PATH = "data.docker.authz.allow"  # the plugin also reads it as /docker/authz/allow
@@ -87,8 +88,25 @@ def flags_of(image: str) -> frozenset[str] | None:
 
 
 def words_of(args: str | Sequence[str]) -> list[str]:
-    """opa-args as the engine hands them to the plugin: a string is split on whitespace."""
+    """The words of opa-args: a string (a role variable, a module parameter) is split on
+    whitespace, as the role and the authz_plugin module do before they hand the words to the
+    engine; a list (the engine's Settings.Args) is taken as it is."""
     return args.split() if isinstance(args, str) else [str(a) for a in args]
+
+
+def engine_args(values: Sequence[Any] | None) -> list[str]:
+    """A plugin's Settings.Args as the plugin receives them, without trailing empty words.
+
+    The engine splits ``opa-args=VALUE`` on single spaces (moby plugin/v2 ``Set``:
+    ``strings.Split(value, " ")``), so two spaces or a leading space leave an empty word, at
+    which the plugin's flag package stops: ``opa-args= -policy-file X`` runs the plugin without
+    a policy file (it allows every request) while its args look right once spaces are
+    normalised. So an empty word is kept, except at the end (nothing follows it to ignore; an
+    emptied setting is ``[""]``)."""
+    words = [str(v) for v in values or []]
+    while words and words[-1] == "":
+        words.pop()
+    return words
 
 
 def parse(args: str | Sequence[str], known: frozenset[str] | None = None, tag: str = "") -> OpaArgs:

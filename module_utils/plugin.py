@@ -38,6 +38,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
     DockerClient,
     DockerError,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import engine_args
 from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import parse as parse_opa_args
 
 DEFAULT_ALIAS = "opa-docker-authz"
@@ -429,7 +430,8 @@ def parse_settings(items: Iterable[Any] | None) -> list[tuple[str, str]]:
 
 
 def _clean_args(args: Sequence[str] | None) -> list[str]:
-    return [a for a in (args or []) if a != ""]
+    # An empty word inside the args is not noise: the plugin stops reading flags at it.
+    return engine_args(args)
 
 
 # --------------------------------------------------------------------------------------

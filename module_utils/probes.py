@@ -51,6 +51,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
     DockerError,
     DockerUnavailable,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import engine_args
 from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import parse as parse_opa_args
 
 PREFIX = "docker_authz_"
@@ -1417,7 +1418,8 @@ def state_problems(
         found["args"] = plugin.get("args")
         if not plugin.get("installed") or not plugin.get("enabled"):
             problems.append(f"plugin {alias} is not installed and enabled")
-        elif " ".join(str(plugin.get("args") or "").split()) != " ".join(args.split()):
+        elif str(plugin.get("args") or "") != " ".join(args.split()):
+            # exact on the plugin's side: a double or leading space there is an empty word
             problems.append(f"plugin {alias} runs with opa-args '{plugin.get('args')}', expected '{args}'")
     if daemon_json_path is not None:
         names: list[str] = []
@@ -1694,16 +1696,18 @@ def plugin_facts(client: DockerClient, alias: str, policy_path: str | None) -> d
             facts["enabled"] = bool(found.get("Enabled"))
             facts["reference"] = found.get("PluginReference")
             settings = found.get("Settings") or {}
-            # Settings.Args holds the values of the plugin's one args entry (opa-args).
-            facts["args"] = " ".join(str(v) for v in (settings.get("Args") or []))
-            if policy_path is None and facts["args"] is not None:
-                facts["policy_file"] = host_policy_path(found, facts["args"])
+            # Settings.Args holds the values of the plugin's one args entry (opa-args); an empty
+            # word in it shows as a double or leading space here (the plugin stops at it).
+            words = engine_args(settings.get("Args"))
+            facts["args"] = " ".join(words)
+            if policy_path is None:
+                facts["policy_file"] = host_policy_path(found, words)
     if facts["policy_file"]:
         facts["policy_file_exists"] = os.path.exists(facts["policy_file"])
     return facts
 
 
-def host_policy_path(plugin: dict[str, Any], args: str) -> str | None:
+def host_policy_path(plugin: dict[str, Any], args: str | list[str]) -> str | None:
     """Map ``-policy-file /opa/policies/authz.rego`` (as the plugin reads its args) through the
     plugin's mounts to a host path."""
     path = parse_opa_args(args).string("policy-file")

@@ -27,6 +27,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
     DockerClient,
     DockerError,
 )
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import engine_args
 from ansible_collections.hardening.docker_authz.plugins.module_utils.plugin import (
     PluginError,
     PluginManager,
@@ -204,7 +205,8 @@ def host_facts(
         raw = next((p for p in mgr.list_plugins() if p.get("Name") == name), None)
         if raw is not None:
             state = mgr.find(name)
-            args = " ".join(str(a) for a in (raw.get("Settings") or {}).get("Args") or [])
+            words = engine_args((raw.get("Settings") or {}).get("Args"))
+            args = " ".join(words)
             facts["plugin"] = {
                 "name": name,
                 "installed": True,
@@ -215,7 +217,7 @@ def host_facts(
                 "args": args,
             }
             if found_policy is None:
-                found_policy = host_policy_path(raw, args)
+                found_policy = host_policy_path(raw, words)
     except (DockerError, PluginError) as exc:
         facts["plugin"]["error"] = str(exc)
     facts["policy"] = read_policy(found_policy) if found_policy else {"path": None, "exists": None}

@@ -137,6 +137,33 @@ def test_plugin_disabled_behind_the_roles_back_is_repaired(fleet: Fleet) -> None
     assert h.dockerd_pid() == pid, "a reload is enough"
 
 
+def test_plugin_args_with_an_empty_word_are_repaired(fleet: Fleet) -> None:
+    """opa-args set by hand with a leading space (a shell variable, a folded YAML string): the
+    engine splits them on single spaces (moby plugin/v2 Set), so the plugin gets an empty first
+    word, its Go flag package stops there and it reads no policy file: every request allowed
+    while `docker plugin inspect` shows the usual args. The next run sees the difference and sets
+    the args again."""
+    h = fleet.host
+    pid = h.dockerd_pid()
+    policy = h.read_file(POLICY)
+    h.write_file(POLICY, "package docker.authz\n\nallow := true\n", mode="0640")
+    h.docker("plugin", "disable", "-f", ALIAS)
+    h.docker("plugin", "set", ALIAS, "opa-args= -policy-file /opa/policies/authz.rego -log-only-denied")
+    h.docker("plugin", "enable", ALIAS)
+    h.write_file(POLICY, policy, mode="0640")
+    args = json.loads(h.docker("plugin", "inspect", "-f", "{{json .Settings.Args}}", ALIAS).stdout)
+    assert args == ["", "-policy-file", "/opa/policies/authz.rego", "-log-only-denied"], args
+    fleet.assert_not_enforced()
+    run, seconds = fleet.play("harden.yml")
+    TIMINGS["repair: opa-args with an empty word (set again)"] = seconds
+    _ok(run)
+    assert fleet.task(run, "Install, configure and enable the plugin")["result"]["changed"]
+    _enforced_by_ours(fleet)
+    args = json.loads(h.docker("plugin", "inspect", "-f", "{{json .Settings.Args}}", ALIAS).stdout)
+    assert args == ["-policy-file", "/opa/policies/authz.rego", "-log-only-denied"], args
+    assert h.dockerd_pid() == pid, "a reload is enough"
+
+
 def test_dockerd_restarted_with_the_plugin_hooked_keeps_enforcing(fleet: Fleet) -> None:
     h = fleet.host
     h.stop_dockerd()

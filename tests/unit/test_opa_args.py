@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from module_utils.opa_args import flags_of, parse, release_of
+from module_utils.opa_args import engine_args, flags_of, parse, release_of
 
 V10 = flags_of("ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-amd64")
 
@@ -127,3 +127,13 @@ def test_settings_the_plugin_reads_as_the_defaults_pass() -> None:
     assert (
         parse("-config-file /c -allowPath /docker/authz/allow -check", V10).problems == []
     )  # -check needs a file
+
+
+def test_engine_args_keep_the_empty_words_the_plugin_stops_at() -> None:
+    # moby splits opa-args=VALUE on single spaces: a leading or double space is an empty word
+    assert engine_args(["", "-policy-file", "/x"]) == ["", "-policy-file", "/x"]
+    assert parse(engine_args(["", "-policy-file", "/x"])).values == {}
+    assert engine_args(["-quiet", "", "-policy-file", "/x"]) == ["-quiet", "", "-policy-file", "/x"]
+    # at the end it changes nothing (an emptied setting is [""])
+    assert engine_args(["-policy-file", "/x", "", ""]) == ["-policy-file", "/x"]
+    assert engine_args([""]) == [] and engine_args(None) == []

@@ -547,9 +547,13 @@ def _state(**kw: Any) -> P.PluginState:
     return P.PluginState.from_api(obj, digest(1))
 
 
-def test_plugin_state_from_api_drops_empty_args():
-    assert _state(args=[""]).args == []
-    assert _state(args=["-a", "", "b"]).args == ["-a", "b"]
+def test_plugin_state_from_api_drops_trailing_empty_args_only():
+    # an emptied setting ([""]) and a trailing empty word change nothing for the plugin
+    assert _state(args=[""]).args == [] and _state(args=["-a", ""]).args == ["-a"]
+    # an empty word inside (a double or leading space in opa-args=...) stops the plugin's flag
+    # parsing there: it is a difference from the role's args, which the module then sets again
+    assert _state(args=["-a", "", "b"]).args == ["-a", "", "b"]
+    assert _state(args=["", "-a"]).args == ["", "-a"]
     st = _state()
     assert st.mounts == {"policy": "/etc/docker"} and st.env == {"DEBUG": "0", "FIXED": "x"}
     assert st.mounts_settable == {"policy": True} and st.env_settable == {"DEBUG": True, "FIXED": False}

@@ -690,6 +690,11 @@ def testhost_policy_path_follows_the_plugin_mounts() -> None:
     )
     assert P.host_policy_path(plugin, "-config-file /opa/config.yaml") is None
     assert P.host_policy_path(plugin, "-policy-file /elsewhere/p.rego") is None
+    # read as the plugin reads them: the last one, none after a word that is not a flag
+    twice = "-policy-file /opa/a.rego -policy-file /opa/b.rego"
+    assert P.host_policy_path(plugin, twice) == "/etc/docker/b.rego"
+    assert P.host_policy_path(plugin, ["", "-policy-file", "/opa/policies/authz.rego"]) is None
+    assert P.host_policy_path(plugin, "-skip-ping false -policy-file /opa/policies/authz.rego") is None
 
 
 # ---------------------------------------------------------------- the module, thin layer
@@ -780,6 +785,24 @@ def test_quick_depth_proves_state_and_enforcement(engine_factory, tmp_path: Path
     _hooked_daemon_json(tmp_path, ["other-plugin"])
     bad = run_verify(eng, s, depth="quick", **expect)
     assert f"{daemon_json} does not name opa-docker-authz in authorization-plugins" in bad["msg"]
+
+
+def test_quick_depth_names_an_empty_word_in_the_plugins_args(engine_factory, tmp_path: Path) -> None:
+    """opa-args set by hand with a leading space: the engine holds an empty first word, at which
+    the plugin stops reading flags (no policy file: it allows everything). Normalising the
+    spaces hid it; the proof now names it."""
+    s = P.normalize_rules({}, "baseline")
+    plugin = plugin_with_source(tmp_path)
+    plugin["Settings"]["Args"] = ["", "-policy-file", "/opa/policies/authz.rego", "-quiet"]
+    eng = engine_factory(compliant_only(s), plugins=[plugin])
+    result = run_verify(eng, s, depth="quick", expect_args="-policy-file /opa/policies/authz.rego -quiet")
+    assert result["failed_verification"] is True
+    assert "runs with opa-args ' -policy-file /opa/policies/authz.rego -quiet', expected" in result["msg"]
+    # a trailing empty word changes nothing for the plugin, and is not named
+    plugin["Settings"]["Args"] = ["-policy-file", "/opa/policies/authz.rego", "-quiet", ""]
+    eng = engine_factory(compliant_only(s), plugins=[plugin])
+    result = run_verify(eng, s, depth="quick", expect_args="-policy-file /opa/policies/authz.rego -quiet")
+    assert "failed_verification" not in result, result["msg"]
 
 
 def test_quick_depth_fails_when_the_plugin_allows_privileged(engine_factory, tmp_path: Path) -> None:
