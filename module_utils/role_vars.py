@@ -123,11 +123,16 @@ def _bundle_problems(v: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _read_args(name: str, args: str, image: Any) -> tuple[OpaArgs, list[str]]:
+def _read_args(
+    name: str, args: str, image: Any, min_release: tuple[int, int] = (0, 0)
+) -> tuple[OpaArgs, list[str]]:
     """The opa-args as the plugin reads them, and their problems prefixed with the variable.
-    -log-only-denied is the role's to set (vars/main.yml): it is read without it."""
+    -log-only-denied is the role's to set (vars/main.yml): it is read without it. Flags are
+    judged by the image's release from ``min_release`` on (below it another check names the
+    release as the problem)."""
     tag = opa_args.tag_of(str(image)) if isinstance(image, str) else ""
-    known = opa_args.flags_of(str(image)) if isinstance(image, str) else None
+    release = opa_args.release_of(str(image)) if isinstance(image, str) else None
+    known = opa_args.flags_of(str(image)) if release is not None and release >= min_release else None
     words = [w for w in args.split() if w != "-log-only-denied"]
     parsed = opa_args.parse(words, known, tag)
     return parsed, [f"docker_authz_{name}='{args}': {problem}" for problem in parsed.problems]
@@ -143,7 +148,8 @@ def _args_problems(v: Mapping[str, Any], opa_config_in_plugin: str, opa_config_d
         args = v.get("plugin_bundle_args")
         parsed, problems = OpaArgs(), []
         if isinstance(args, str):
-            parsed, problems = _read_args("plugin_bundle_args", args, v.get("plugin_image"))
+            # a release before 0.9 cannot run bundle mode at all: render.yml says so, with the fix
+            parsed, problems = _read_args("plugin_bundle_args", args, v.get("plugin_image"), (0, 9))
         if not (
             isinstance(args, str)
             and dest_ok

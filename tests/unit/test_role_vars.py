@@ -251,3 +251,10 @@ def test_bundle_args_are_read_as_go_reads_them() -> None:
     )
     bundle = "-quiet -config-file=/opa/policies/opa-config.yaml"
     assert problems({**BUNDLE, "docker_authz_plugin_bundle_args": bundle}) == []
+
+
+def test_bundle_args_on_a_release_without_bundle_mode_leave_the_release_to_its_own_check() -> None:
+    # 0.4 has no -config-file: render.yml's check names the release and the fix (plugin 0.9+)
+    assert problems({**BUNDLE, "docker_authz_plugin_image": V04}) == []
+    found = problems({**BUNDLE, "docker_authz_plugin_image": V04, "docker_authz_plugin_bundle_args": "-x"})
+    assert len(found) == 1 and "must contain '-config-file" in found[0], found
