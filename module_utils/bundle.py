@@ -20,35 +20,25 @@ import io
 import json
 import os
 import posixpath
-import re
 import tarfile
 from typing import Any
 
-_TAG_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:-.*)?")
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import release_of, tag_of
+
 OPA_OF_TAG = {(0, 8): "0.30.0"}
-
-
-def plugin_tag(image: str) -> str:
-    """The tag of an image reference ('' for a digest-only reference, 'latest' when missing)."""
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        return last.rsplit(":", 1)[1]
-    return "" if digest else "latest"
 
 
 def bundle_support_problem(image: str) -> str:
     """'' when the plugin image can run bundle mode, else why not (a sentence naming the fix)."""
-    tag = plugin_tag(str(image))
+    tag = tag_of(str(image))
     if tag in ("", "latest", "edge"):
         return ""
-    match = _TAG_VERSION.fullmatch(tag)
-    if not match:
+    version = release_of(str(image))
+    if version is None:
         return (
             f"cannot tell from the plugin image tag {tag!r} whether it supports bundle mode; use a "
             "versioned tag (v0.10 or later) or keep docker_authz_policy_mode: file"
         )
-    version = (int(match.group(1)), int(match.group(2)))
     if version < (0, 8):
         why = f"opa-docker-authz {tag} has no -config-file (it came in 0.8)"
     elif version < (0, 9):

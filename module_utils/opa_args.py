@@ -66,6 +66,19 @@ class OpaArgs:
         return value if isinstance(value, str) else None
 
 
+def image_tag(image: str) -> tuple[str, bool]:
+    """(tag, has_digest) of an image reference; the tag is '' when it has none (``name``,
+    ``name@sha256:...``)."""
+    name, at, _digest = str(image).strip().partition("@")
+    last = name.rsplit("/", 1)[-1]
+    return (last.rpartition(":")[2] if ":" in last else ""), bool(at)
+
+
+def tag_of(image: str) -> str:
+    """The tag of an image reference ('' when it has none)."""
+    return image_tag(image)[0]
+
+
 def release_of(image: str) -> tuple[int, int] | None:
     """(major, minor) of the plugin release an image's tag names, None when it does not name one
     (no tag, latest, edge, a digest only, a name that is not a version)."""
@@ -73,18 +86,16 @@ def release_of(image: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def tag_of(image: str) -> str:
-    """The tag of an image reference ('' when it has none)."""
-    last = str(image).strip().partition("@")[0].rsplit("/", 1)[-1]
-    return last.rpartition(":")[2] if ":" in last else ""
+def flags_for(release: tuple[int, int] | None) -> frozenset[str] | None:
+    """The flags of a plugin release; None when unknown (see the module doc)."""
+    if release is None or not OLDEST_KNOWN <= release <= NEWEST_KNOWN:
+        return None
+    return frozenset(name for name, since in FLAG_SINCE.items() if since <= release)
 
 
 def flags_of(image: str) -> frozenset[str] | None:
     """The flags of the release the image's tag names; None when unknown (see the module doc)."""
-    release = release_of(image)
-    if release is None or not OLDEST_KNOWN <= release <= NEWEST_KNOWN:
-        return None
-    return frozenset(name for name, since in FLAG_SINCE.items() if since <= release)
+    return flags_for(release_of(image))
 
 
 def words_of(args: str | Sequence[str]) -> list[str]:

@@ -429,11 +429,6 @@ def parse_settings(items: Iterable[Any] | None) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-def _clean_args(args: Sequence[str] | None) -> list[str]:
-    # An empty word inside the args is not noise: the plugin stops reading flags at it.
-    return engine_args(args)
-
-
 # --------------------------------------------------------------------------------------
 # State and plan
 # --------------------------------------------------------------------------------------
@@ -495,7 +490,7 @@ class PluginState:
             name=str(obj.get("Name") or ""),
             reference=str(obj.get("PluginReference") or ""),
             enabled=bool(obj.get("Enabled")),
-            args=_clean_args(settings.get("Args")),
+            args=engine_args(settings.get("Args")),  # an empty word inside is kept: the plugin stops at it
             args_name=str(args_cfg.get("Name") or ""),
             args_settable="value" in (args_cfg.get("Settable") or []),
             env=env,

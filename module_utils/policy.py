@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import release_of, tag_of
+
 PREFIX = "docker_authz_"
 PROFILES = ("baseline", "restricted")
 REGO_VERSIONS = ("auto", "v0", "v1")
@@ -405,17 +407,6 @@ def audit_settings(enforcement: Any, audit_rules: Any) -> tuple[str, list[str]]:
 # --------------------------------------------------------------------------- the Rego dialect
 
 DEFAULT_PLUGIN_IMAGE = "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-{arch}"
-_TAG_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?(?:-.*)?")
-
-
-def plugin_tag(image: str) -> tuple[str, bool]:
-    """(tag, has_digest) of a plugin image reference; a missing tag is ``latest``."""
-    name, at, _digest = image.strip().partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.rpartition(":")[2] if ":" in last else ("" if at else "latest")
-    return tag, bool(at)
-
-
 def rego_dialect(image: str | None, rego_version: str | None = "auto") -> str:
     """``v0`` or ``v1`` for the plugin image (tags 0.2-0.8 embed OPA 0.9.1-0.30: v0; later: v1)."""
     version = (rego_version or "auto").strip().lower()
@@ -425,18 +416,18 @@ def rego_dialect(image: str | None, rego_version: str | None = "auto") -> str:
                     "or v1 (plugin 0.9+)")
     if version != "auto":
         return version
-    tag, has_digest = plugin_tag(image or DEFAULT_PLUGIN_IMAGE)
-    if tag in ("", "latest", "edge") or (has_digest and not tag):
+    image = image or DEFAULT_PLUGIN_IMAGE
+    tag = tag_of(image)
+    if tag in ("", "latest", "edge"):
         return "v1"
-    match = _TAG_VERSION.fullmatch(tag)
-    if not match:
+    release = release_of(image)
+    if release is None:
         raise _fail("docker_authz_rego_version",
                     f"the Rego dialect cannot be told from the plugin image tag {tag!r} "
                     f"(docker_authz_plugin_image={image!r})",
                     "Set docker_authz_rego_version to v1 (opa-docker-authz 0.9 and later) or v0 "
                     "(0.2 to 0.8); a policy in the wrong dialect makes every Docker API call fail")
-    major, minor = int(match.group(1)), int(match.group(2))
-    return "v0" if (major, minor) <= (0, 8) else "v1"
+    return "v0" if release <= (0, 8) else "v1"
 
 
 # --------------------------------------------------------------------------- OPA builtins

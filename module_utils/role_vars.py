@@ -130,11 +130,11 @@ def _read_args(
     -log-only-denied is the role's to set (vars/main.yml): it is read without it. Flags are
     judged by the image's release from ``min_release`` on (below it another check names the
     release as the problem)."""
-    tag = opa_args.tag_of(str(image)) if isinstance(image, str) else ""
-    release = opa_args.release_of(str(image)) if isinstance(image, str) else None
-    known = opa_args.flags_of(str(image)) if release is not None and release >= min_release else None
+    image = image if isinstance(image, str) else ""
+    release = opa_args.release_of(image)
+    known = opa_args.flags_for(release) if release is not None and release >= min_release else None
     words = [w for w in args.split() if w != "-log-only-denied"]
-    parsed = opa_args.parse(words, known, tag)
+    parsed = opa_args.parse(words, known, opa_args.tag_of(image))
     return parsed, [f"docker_authz_{name}='{args}': {problem}" for problem in parsed.problems]
 
 

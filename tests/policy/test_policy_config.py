@@ -122,6 +122,8 @@ def test_empty_lists_for_enabled_rules_are_refused():
         ("ghcr.io/open-policy-agent/opa-docker-authz:edge", "v1"),
         ("ghcr.io/open-policy-agent/opa-docker-authz", "v1"),
         ("127.0.0.1:5000/opa-docker-authz@sha256:" + "a" * 64, "v1"),
+        ("127.0.0.1:5000/opa-docker-authz-v2:0.4@sha256:" + "a" * 64, "v0"),
+        ("127.0.0.1:5000/opa-docker-authz", "v1"),
         (None, "v1"),
     ],
 )

@@ -37,6 +37,8 @@ from tests.opa_docker_authz_double import server
         ("registry.example.com/opa-docker-authz", ""),
         ("registry.example.com/opa@sha256:" + "a" * 64, ""),
         ("openpolicyagent/opa-docker-authz-v2:0.4", "has no -config-file"),
+        ("127.0.0.1:5000/opa-docker-authz-v2:0.4@sha256:" + "a" * 64, "has no -config-file"),
+        ("127.0.0.1:5000/opa-docker-authz", ""),
         ("openpolicyagent/opa-docker-authz-v2:0.8", "cannot load a bundle directory"),
         ("registry.example.com/opa:stable", "cannot tell from the plugin image tag 'stable'"),
     ],
