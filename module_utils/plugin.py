@@ -28,8 +28,9 @@ import base64
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from ansible_collections.hardening.docker_authz.plugins.module_utils.docker_api 
 )
 from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import engine_args
 from ansible_collections.hardening.docker_authz.plugins.module_utils.opa_args import parse as parse_opa_args
+from ansible_collections.hardening.docker_authz.plugins.module_utils.plugin_restart import plugin_processes
 
 DEFAULT_ALIAS = "opa-docker-authz"
 OFFICIAL_REPOSITORY = "ghcr.io/open-policy-agent/opa-docker-authz"
@@ -72,6 +74,60 @@ ENABLE_SLOW_START_RETRIES = 2
 # retried with an emptied body and denied, until dockerd restarts (seen on Debian 13's 26.1.5).
 # 12.5 s window + margin.
 ENABLE_SETTLE_SECONDS = 14.0
+# A plugin that exits at start (an unknown flag, a broken image) is gone within a second of each
+# start, while the engine keeps dialling its socket for 12.5 s; a slow one is alive until the
+# engine stops it at the end of the window. So an enable that failed on the window, during which
+# the plugin's shim was seen but no plugin process for at least this long at its end, exited at
+# start: it is not enabled again (each attempt costs the window and the settle, ~27 s).
+EXITED_QUIET_SECONDS = 4.0
+START_WATCH_INTERVAL = 0.1
+
+
+class StartWatch:
+    """Watches a plugin's processes on this host while an enable is in flight (a thread sampling
+    ``scan``, which gives the plugin's (shims, processes))."""
+
+    def __init__(
+        self, scan: Callable[[], tuple[list[int], list[int]]], interval: float = START_WATCH_INTERVAL
+    ) -> None:
+        self.scan = scan
+        self.interval = interval
+        self.shim_seen = False
+        self.processes: set[int] = set()
+        self.started = self.last_alive = self.ended = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                shims, processes = self.scan()
+            except OSError:
+                shims, processes = [], []
+            now = time.monotonic()
+            self.shim_seen = self.shim_seen or bool(shims)
+            if processes:
+                self.processes.update(processes)
+                self.last_alive = now
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> StartWatch:
+        self.started = self.last_alive = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.ended = time.monotonic()
+
+    @property
+    def exited(self) -> bool:
+        """The plugin ran (its shim or process was seen) and had no process at the end for at
+        least EXITED_QUIET_SECONDS: it exited at start rather than starting slowly."""
+        ran = self.shim_seen or bool(self.processes)
+        return ran and self.ended - self.last_alive >= EXITED_QUIET_SECONDS
 
 
 def is_socket_timeout(message: str) -> bool:
@@ -782,11 +838,24 @@ def registry_error(ref: Reference, exc: DockerAPIError) -> PluginError:
 class PluginManager:
     """Plugin operations on one engine (mutations address the plugin by ID, upgrade by name)."""
 
-    def __init__(self, client: DockerClient, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        client: DockerClient,
+        timeout: float = DEFAULT_TIMEOUT,
+        watch: Callable[[str], StartWatch | None] | None = None,
+    ) -> None:
         self.client = client
         self.timeout = float(timeout)
         self.warnings: list[str] = []
         self._version: dict[str, Any] | None = None
+        self._watch = watch or self._local_watch
+
+    def _local_watch(self, plugin_id: str) -> StartWatch | None:
+        """A watch of the plugin's processes when the engine is on this host's unix socket (the
+        module runs on the Docker host); None for a client that is not (a remote engine, a fake)."""
+        if not isinstance(self.client, DockerClient) or not os.path.isdir("/proc"):
+            return None
+        return StartWatch(lambda: plugin_processes(plugin_id))
 
     # -- engine facts --------------------------------------------------------------------
     def preflight(self) -> dict[str, Any]:
@@ -949,30 +1018,46 @@ class PluginManager:
         deadline = time.monotonic() + ENABLE_RETRY_SECONDS
         slow_starts = 0
         while True:
+            watch = self._watch(plugin_id)
             try:
-                self.client.post(
-                    f"/plugins/{plugin_id}/enable",
-                    query={"timeout": int(self.timeout)},
-                    timeout=self.timeout + 15,
-                )
+                if watch is None:
+                    self._enable_once(plugin_id)
+                else:
+                    with watch:
+                        self._enable_once(plugin_id)
                 return
             except DockerAPIError as exc:
                 if "already enabled" in exc.message:
                     return
-                if is_socket_timeout(exc.message):
+                socket_timeout = is_socket_timeout(exc.message)
+                exited = socket_timeout and watch is not None and watch.exited
+                if socket_timeout:
                     # let the engine's own restart of an exited plugin finish first (above)
                     time.sleep(ENABLE_SETTLE_SECONDS)
-                if is_socket_timeout(exc.message) and slow_starts < ENABLE_SLOW_START_RETRIES:
+                if socket_timeout and not exited and slow_starts < ENABLE_SLOW_START_RETRIES:
                     slow_starts += 1
                     deadline = time.monotonic() + ENABLE_RETRY_SECONDS
                 elif "already in use" not in exc.message or time.monotonic() >= deadline:
-                    if slow_starts:
+                    if exited:
+                        exc.message += (
+                            " (the plugin's process exited at start and never listened on its socket, so "
+                            "it was not enabled again: its arguments or its image are wrong. Its own output, "
+                            f"such as an unknown flag, is in dockerd's log with plugin={plugin_id})"
+                        )
+                    elif slow_starts:
                         exc.message += (
                             f" (the engine waits about 10 s for a plugin's socket; {slow_starts + 1} "
                             "attempts to enable it failed)"
                         )
                     raise
             time.sleep(0.5)
+
+    def _enable_once(self, plugin_id: str) -> None:
+        self.client.post(
+            f"/plugins/{plugin_id}/enable",
+            query={"timeout": int(self.timeout)},
+            timeout=self.timeout + 15,
+        )
 
     @property
     def stop_timeout(self) -> float:

@@ -80,8 +80,10 @@ def _ppid(proc: str, pid: int) -> int | None:
         return None
 
 
-def find_plugin_pids(plugin_id: str, proc: str = "/proc") -> list[int]:
-    """PIDs of the plugin's init process(es): children of its containerd shim."""
+def plugin_processes(plugin_id: str, proc: str = "/proc") -> tuple[list[int], list[int]]:
+    """(shims, processes) of a managed plugin as this host's /proc shows them: its containerd
+    shim(s) (command line naming the plugins.moby namespace and the plugin id) and the shims'
+    children, the plugin's own process(es). Both empty when the engine runs elsewhere."""
     ident = plugin_id.encode()
     shims = set()
     pids = _pids(proc)
@@ -100,7 +102,12 @@ def find_plugin_pids(plugin_id: str, proc: str = "/proc") -> list[int]:
         # the shim's children are the plugin's processes; the cgroup names the plugin id
         if ident in cgroup or not cgroup:
             found.append(pid)
-    return sorted(found)
+    return sorted(shims), sorted(found)
+
+
+def find_plugin_pids(plugin_id: str, proc: str = "/proc") -> list[int]:
+    """PIDs of the plugin's init process(es): children of its containerd shim."""
+    return plugin_processes(plugin_id, proc)[1]
 
 
 def _plugin(client: DockerClient, name: str) -> dict[str, Any]:

@@ -342,6 +342,7 @@ def test_fault_plugin_that_fails_to_start_rolls_back(matrix: Matrix, suite: str)
     fleet = matrix.fleets[suite]
     _failed(fleet, run, "Install, configure and enable the plugin")
     assert "Rolled back" in run.stdout + run.stderr
+    assert "exited at start" in run.stdout, run.stdout[-3000:]
     assert fleet.state() == matrix.before["fault: plugin fails to start"][suite]
     fleet.assert_enforced()
     # the re-enabled plugin is not being killed and restarted by the engine behind the API

@@ -24,7 +24,7 @@ from module_utils.bundle import (
     sync_files,
     write_tarball,
 )
-from module_utils.plugin_restart import find_plugin_pids
+from module_utils.plugin_restart import find_plugin_pids, plugin_processes
 from tests.opa_docker_authz_double import server
 
 
@@ -135,6 +135,10 @@ def test_find_plugin_pids_follows_the_shim(tmp_path: Path) -> None:
     proc(190, 170, ["sleep"], "0::/other\n")
     assert find_plugin_pids(plugin_id, str(tmp_path)) == [188]
     assert find_plugin_pids("f" * 64, str(tmp_path)) == []
+    assert plugin_processes(plugin_id, str(tmp_path)) == ([168], [188])
+    # the plugin exited: its shim stays until the engine deletes the task
+    (tmp_path / "188" / "stat").write_text("188 (x) Z 1 1 1 0")
+    assert plugin_processes(plugin_id, str(tmp_path)) == ([168], [])
 
 
 @pytest.mark.parametrize(

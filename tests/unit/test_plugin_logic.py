@@ -19,6 +19,7 @@ import re
 import socket
 import socketserver
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -1063,6 +1064,75 @@ def test_enable_leaves_the_engine_alone_after_each_socket_failure(monkeypatch: p
     settles = [n for s, n in slept if s == P.ENABLE_SETTLE_SECONDS]
     assert settles == list(range(1, client.enables + 1)), slept  # after every failure, the last too
     assert P.ENABLE_SETTLE_SECONDS > 12.5
+
+
+class _Scripted:
+    """A StartWatch scan that plays the plugin's processes over time: (seconds, shims, processes)."""
+
+    def __init__(self, timeline: list[tuple[float, list[int], list[int]]]) -> None:
+        self.timeline = timeline
+        self.t0 = time.monotonic()
+
+    def __call__(self) -> tuple[list[int], list[int]]:
+        now = time.monotonic() - self.t0
+        shims: list[int] = []
+        processes: list[int] = []
+        for at, s, p in self.timeline:
+            if at <= now:
+                shims, processes = s, p
+        return shims, processes
+
+
+def _watched_enable(
+    monkeypatch: pytest.MonkeyPatch, timeline: list[tuple[float, list[int], list[int]]], window: float
+) -> tuple[_SlowStartClient, DockerAPIError]:
+    """Enable a plugin whose socket never appears; each enable lasts `window` seconds (the
+    engine's dialling), while the scan plays `timeline` from the start of each attempt."""
+    monkeypatch.setattr(P, "EXITED_QUIET_SECONDS", 0.3)
+    monkeypatch.setattr(P, "START_WATCH_INTERVAL", 0.02)
+    monkeypatch.setattr(P, "ENABLE_SETTLE_SECONDS", 0.0)
+    client = _SlowStartClient(failures=10)
+    post = client.post
+
+    def slow_post(*args: object, **kw: object) -> None:
+        time.sleep(window)
+        post(*args, **kw)  # type: ignore[arg-type]
+
+    client.post = slow_post  # type: ignore[method-assign]
+    mgr = P.PluginManager(client, watch=lambda pid: P.StartWatch(_Scripted(timeline), 0.02))  # type: ignore[arg-type]
+    with pytest.raises(DockerAPIError) as err:
+        mgr.enable("abc")
+    return client, err.value
+
+
+def test_enable_does_not_retry_a_plugin_that_exited_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # started twice within the window (the engine restarts it), gone after, the shim left behind
+    client, err = _watched_enable(
+        monkeypatch, [(0.0, [], []), (0.02, [7], [8]), (0.1, [7], []), (0.15, [9], [10]), (0.2, [9], [])], 0.8
+    )
+    assert client.enables == 1
+    assert "exited at start" in err.message and "plugin=abc" in err.message
+    assert "attempts to enable it failed" not in err.message
+
+
+def test_enable_retries_a_plugin_alive_until_the_window_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    client, err = _watched_enable(monkeypatch, [(0.0, [], []), (0.05, [7], []), (0.1, [7], [8])], 0.6)
+    assert client.enables == P.ENABLE_SLOW_START_RETRIES + 1
+    assert "exited at start" not in err.message and "attempts to enable it failed" in err.message
+
+
+def test_enable_retries_when_the_plugin_cannot_be_seen_from_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a remote engine or another pid namespace: no shim, no process - the old behaviour
+    client, err = _watched_enable(monkeypatch, [(0.0, [], [])], 0.5)
+    assert client.enables == P.ENABLE_SLOW_START_RETRIES + 1
+    assert "exited at start" not in err.message
+
+
+def test_a_plugin_that_exited_recently_is_not_counted_as_exited(monkeypatch: pytest.MonkeyPatch) -> None:
+    # gone for less than EXITED_QUIET_SECONDS at the end: it may have been stopped by the engine
+    client, err = _watched_enable(monkeypatch, [(0.0, [7], [8]), (0.45, [7], [])], 0.6)
+    assert client.enables == P.ENABLE_SLOW_START_RETRIES + 1
+    assert "exited at start" not in err.message
 
 
 def test_enable_gives_up_after_the_slow_start_retries_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

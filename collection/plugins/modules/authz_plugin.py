@@ -145,6 +145,11 @@ notes:
   - Errors say what is wrong and what to do - daemon not running, socket missing, registry
     unreachable, image not found, unauthorized, privileges outside the expected set,
     architecture mismatch, Podman or another engine without managed plugins.
+  - The engine gives a starting plugin about 12.5 seconds to listen on its socket. A plugin that
+    is still starting then (a loaded or emulated host) is enabled again, up to three times. One
+    that exited at start (an unknown flag, a broken image; the module watches the plugin's
+    processes on the host while it is enabled) is not, and the error says so and where its
+    output is (dockerd's log, C(plugin=ID)).
   - The installed manifest digest is read from the engine's state under C(DockerRootDir)
     (the Engine API does not report it), so digest checks need root on the host.
 requirements:
