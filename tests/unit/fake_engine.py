@@ -190,4 +190,6 @@ def start(authz: Authz, **kw: Any) -> FakeEngine:
 def stop(engine: FakeEngine) -> None:
     engine.server.shutdown()
     engine.server.server_close()
-    Path(engine.socket_path).unlink(missing_ok=True)
+    sock = Path(engine.socket_path)
+    sock.unlink(missing_ok=True)
+    sock.parent.rmdir()  # the mkdtemp of start(): left behind, 16 of them per run piled up in /tmp
