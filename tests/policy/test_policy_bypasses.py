@@ -581,3 +581,26 @@ def test_service_and_create_mounts_are_read_alike(name, dialect):
     ok = {"Type": "bind", "Source": "/srv/data/app", "Target": "/data"}
     assert not denied(policy, service({"Mounts": [ok]}))
     assert denied(policy, service({"Mounts": [ok, mount]}), prefix)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_ambiguous_keys_are_found_when_lowercasing_changes_the_length_of_values(dialect):
+    """The cheap proof that no keys fold alike compares the length of the folded body's JSON
+    before and after merging keys. lower() makes some characters longer ("\u023a", two bytes in
+    UTF-8, becomes U+2C65, three) and others shorter, so values full of them must not make up for
+    the member that a merge removes: every padding from none to past its length is tried."""
+    policy = compiled(dialect, profile="restricted")
+    for pad in range(40):
+        body = {"Labels": {"note": "\u023a" * pad}, **compliant_body(Privileged=False)}
+        text = json.dumps(body, ensure_ascii=False)
+        assert text.endswith('"Privileged": false}}')
+        text = text[:-2] + ', "privileged": true}}'
+        allow, deny = policy.decide(raw("POST", "/v1.41/containers/create", text))
+        reasons = [r for r in deny if r.startswith("body: keys that differ only in case")]
+        assert not allow and reasons == ['body: keys that differ only in case carry different values at '
+                                         '["hostconfig","privileged"] (the daemon merges them); the request '
+                                         'is ambiguous'], (pad, deny)
+    # and such values alone are not ambiguous
+    body = compliant_body()
+    body["Labels"] = {"note": "\u023a" * 7, "Other": "\u0130stanbul \u2126"}
+    assert policy.decide(raw("POST", "/v1.41/containers/create", json.dumps(body, ensure_ascii=False)))[0]
