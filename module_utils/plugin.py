@@ -1041,8 +1041,8 @@ class PluginManager:
                     if exited:
                         exc.message += (
                             " (the plugin's process exited at start and never listened on its socket, so "
-                            "it was not enabled again: its arguments or its image are wrong. Its own output, "
-                            f"such as an unknown flag, is in dockerd's log with plugin={plugin_id})"
+                            "it was not enabled again: its arguments or its image are wrong; dockerd logs "
+                            f"its output, such as an unknown flag, with plugin={plugin_id})"
                         )
                     elif slow_starts:
                         exc.message += (
