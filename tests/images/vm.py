@@ -539,8 +539,10 @@ class Vm:
             "ansible_user": "root",
             "ansible_connection": "ssh",
             "ansible_ssh_private_key_file": str(self.key_path),
+            # keepalives: after a reboot the ControlMaster's connection to QEMU's port forward is
+            # dead without a reset (see tests/fleet/molecule/vm/molecule.yml)
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-            "-o LogLevel=ERROR",
+            "-o LogLevel=ERROR -o ServerAliveInterval=5 -o ServerAliveCountMax=6",
             "ansible_python_interpreter": "/usr/bin/python3",
             "docker_authz_plugin_image": PLUGIN_IMAGE,
             **extra,
