@@ -66,17 +66,10 @@ class OpaArgs:
         return value if isinstance(value, str) else None
 
 
-def image_tag(image: str) -> tuple[str, bool]:
-    """(tag, has_digest) of an image reference; the tag is '' when it has none (``name``,
-    ``name@sha256:...``)."""
-    name, at, _digest = str(image).strip().partition("@")
-    last = name.rsplit("/", 1)[-1]
-    return (last.rpartition(":")[2] if ":" in last else ""), bool(at)
-
-
 def tag_of(image: str) -> str:
-    """The tag of an image reference ('' when it has none)."""
-    return image_tag(image)[0]
+    """The tag of an image reference ('' when it has none: ``name``, ``name@sha256:...``)."""
+    last = str(image).strip().partition("@")[0].rsplit("/", 1)[-1]
+    return last.rpartition(":")[2] if ":" in last else ""
 
 
 def release_of(image: str) -> tuple[int, int] | None:

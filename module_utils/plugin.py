@@ -94,7 +94,7 @@ class StartWatch:
         self.interval = interval
         self.shim_seen = False
         self.processes: set[int] = set()
-        self.started = self.last_alive = self.ended = 0.0
+        self.last_alive = self.ended = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -113,7 +113,7 @@ class StartWatch:
                 return
 
     def __enter__(self) -> StartWatch:
-        self.started = self.last_alive = time.monotonic()
+        self.last_alive = time.monotonic()  # a plugin never seen counts as gone from the start
         self._thread.start()
         return self
 

@@ -407,6 +407,8 @@ def audit_settings(enforcement: Any, audit_rules: Any) -> tuple[str, list[str]]:
 # --------------------------------------------------------------------------- the Rego dialect
 
 DEFAULT_PLUGIN_IMAGE = "ghcr.io/open-policy-agent/opa-docker-authz:v0.10-linux-{arch}"
+
+
 def rego_dialect(image: str | None, rego_version: str | None = "auto") -> str:
     """``v0`` or ``v1`` for the plugin image (tags 0.2-0.8 embed OPA 0.9.1-0.30: v0; later: v1)."""
     version = (rego_version or "auto").strip().lower()
