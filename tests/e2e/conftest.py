@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.lib import dind
+from tests.lib import timings as _timings
 from tests.lib.ansible_run import PlaybookRun, run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +30,8 @@ BUSYBOX = "local/busybox:latest"
 ROLE = "hardening.docker_authz.opa_authz : "
 HOOK = "Add the plugin to authorization-plugins in daemon.json and reload dockerd"
 UNHOOK = "Remove the plugins from authorization-plugins before changing ours, and reload dockerd"
-# Wall time of notable playbook runs, printed at the end of the session (numbers, not asserts).
-TIMINGS: dict[str, float] = {}
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    # pytest loads this file as `conftest`; the tests import it as `tests.e2e.conftest`.
-    from tests.e2e.conftest import TIMINGS as timings
-
-    if timings:
-        terminalreporter.section("end-to-end timings (wall clock, ansible-playbook over SSH)")
-        for name, seconds in timings.items():
-            terminalreporter.write_line(f"{name:45s} {seconds:6.1f}s")
+# Wall time of notable playbook runs, printed at the end of the session by tests/conftest.py.
+TIMINGS = _timings.TIMINGS
 
 
 @dataclass
