@@ -107,15 +107,28 @@ def generate_key(path: Path) -> Path:
     return path
 
 
+def port_range() -> tuple[int, int]:
+    """PORT_RANGE, or this pytest-xdist worker's own slice of it: two workers starting hosts at
+    the same moment cannot pick the same port before either host has claimed it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
+        return PORT_RANGE
+    low, high = PORT_RANGE
+    size = (high - low + 1) // int(count)
+    start = low + (int(worker[2:]) % int(count)) * size
+    return start, start + size - 1
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 and not claimed by another test host."""
-    taken = set()
     out = _docker(
         "ps", "-a", "--filter", f"label={LABEL}=dind-host", "--format", '{{.Label "org.hardening.ssh-port"}}'
     )
     taken = {int(p) for p in out.stdout.decode().split() if p.isdigit()}
+    low, high = port_range()
     for _ in range(200):
-        port = random.randint(*PORT_RANGE)
+        port = random.randint(low, high)
         if port in taken:
             continue
         with socket.socket() as s:
@@ -124,7 +137,7 @@ def free_port() -> int:
             except OSError:
                 continue
         return port
-    raise DindError(f"no free port in {PORT_RANGE} on 127.0.0.1")
+    raise DindError(f"no free port in {low}-{high} on 127.0.0.1")
 
 
 @dataclass
