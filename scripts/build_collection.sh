@@ -2,12 +2,14 @@
 # Build the installable collection tarball into dist/.
 # `ansible-galaxy collection build` skips symlinked folders that point outside the collection
 # root, and collection/ links to the top-level module_utils/, roles/ and playbooks/; so this
-# assembles a real copy (links dereferenced) under build/ and builds from there.
+# assembles a real copy (links dereferenced) in a private temporary folder and builds from
+# there (private: two builds at once, such as two test workers, do not share a staging folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-dist}"
-STAGE=build/ansible_collections/hardening/docker_authz
-rm -rf build
+STAGE_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/hardening-collection-build.XXXXXX")
+trap 'rm -rf "$STAGE_ROOT"' EXIT
+STAGE=$STAGE_ROOT/ansible_collections/hardening/docker_authz
 mkdir -p "$STAGE" "$OUT"
 cp -rL collection/. "$STAGE/"
 cp README.md LICENSE "$STAGE/"

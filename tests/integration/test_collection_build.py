@@ -42,6 +42,31 @@ def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_builds_at_the_same_time_do_not_share_their_staging(tarball: Path, tmp_path: Path) -> None:
+    # Two test workers may build at once (the execution environment's test builds too). With one
+    # staging folder in the checkout, one build removed the other's files or copied docs/ into
+    # docs/docs (seen by hand: a failed build, or 152 entries instead of 138).
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    outs = [tmp_path / f"out{n}" for n in range(3)]
+    procs = [
+        subprocess.Popen(
+            ["scripts/build_collection.sh", str(out)], cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for out in outs
+    ]
+    for proc in procs:
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output
+    with tarfile.open(tarball) as tf:
+        expected = sorted(tf.getnames())
+    for out in outs:
+        (built,) = out.glob("*.tar.gz")
+        with tarfile.open(built) as tf:
+            assert sorted(tf.getnames()) == expected, out
+    assert not (ROOT / "build").exists(), "the build staged its copy in the checkout"
+
+
 def test_tarball_holds_real_files_and_no_test_code(tarball: Path) -> None:
     with tarfile.open(tarball) as tf:
         members = {m.name: m for m in tf.getmembers()}
