@@ -3,7 +3,7 @@
 ``TIMINGS[name] = seconds`` in any test. The suite runs in pytest-xdist workers (Makefile), and
 only the controller prints the summary, so every process also writes its entries to
 ``$HARDENING_TIMINGS_DIR/<worker>.json`` (the directory tests/conftest.py makes for the session);
-``collected()`` reads them back in the order the workers recorded them.
+``collected()`` reads them back worker by worker, each in the order it recorded them.
 """
 
 from __future__ import annotations
