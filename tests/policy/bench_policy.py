@@ -40,13 +40,15 @@ the floor any policy built on this library pays per request.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import platform
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from opa_bindings import OpaEngine
@@ -155,6 +157,22 @@ def bundle_mode(files: dict[str, str], doc: dict[str, Any]) -> Callable[[], Any]
     return run
 
 
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """rego-cpp prints its internal passes' diagnostics (``Pass rego_to_json failed ...``) to the
+    process's stdout while it answers correctly; keep them out of the table."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def regopy_file_mode(text: str, doc: dict[str, Any]) -> Callable[[], Any]:
     import regopy
 
@@ -171,20 +189,6 @@ CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time
 CLOCK = CLOCKS["wall"]
 STATS: dict[str, Callable[[list[float]], float]] = {"median": statistics.median, "min": min}
 STAT = STATS["median"]
-
-
-def median_ms(func: Callable[[], Any], rounds: int) -> float:
-    func()  # warm-up
-    samples = []
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            start = CLOCK()
-            func()
-            samples.append((CLOCK() - start) * 1000)
-    finally:
-        gc.enable()
-    return STAT(samples)
 
 
 def schedule(counts: dict[str, int]) -> list[list[str]]:
@@ -383,9 +387,13 @@ def main() -> None:
         print("-" * len(header))
         for label, req in REQUESTS.items():
             doc = build_input(req)
-            howto = median_ms(regopy_file_mode(HOWTO_POLICY_V0, doc), args.rounds)
-            v1 = median_ms(regopy_file_mode(singles["restricted"], doc), args.rounds)
-            v0 = median_ms(regopy_file_mode(v0_restricted, doc), args.rounds)
+            with _native_stdout_silenced():
+                measured = interleaved_ms({
+                    "how-to": (regopy_file_mode(HOWTO_POLICY_V0, doc), args.rounds),
+                    "v1": (regopy_file_mode(singles["restricted"], doc), args.rounds),
+                    "v0": (regopy_file_mode(v0_restricted, doc), args.rounds),
+                })
+            howto, v1, v0 = measured["how-to"], measured["v1"], measured["v0"]
             print(f"{label:38}{howto:14.2f}{v1:16.2f}{v0:16.2f}{v1 / howto:9.1f}x")
     if args.breakdown:
         breakdown(args.rounds, args.eval_rounds)
