@@ -29,7 +29,8 @@ each bundle), so that a change of the machine's load during the run weighs on al
 and the ratios stay comparable: the how-to and the bundles, which cost about a millisecond, every
 round (``--eval-rounds``, default 200), the file modes, which cost tens, ``--rounds`` times spread
 evenly over the same rounds. Measured one column after the other, the restricted bundle's
-creates came out at 1.2x-3.4x the how-to in runs minutes apart; interleaved, at 1.67x-1.77x.
+creates came out at 1.2x-3.4x the how-to in runs minutes apart; interleaved, three runs in a
+row gave 1.65x-1.72x (docs/policy.md).
 
 ``--breakdown`` adds, for policy-file mode and the restricted profile, what the library costs
 alone (every rule off: the checks of the input, the request and the body that are always on)
